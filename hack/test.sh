@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, sanity, unit, integration (real postfix/dovecot/opendkim tools).
+# Installs what it needs: a Python venv from requirements/test.txt and Debian packages (as root).
+# Usage: hack/test.sh [unit|integration|lint|sanity ...]   (default: everything)
+set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration)
+
+ensure_venv "$ROOT/requirements/test.txt"
+ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl
+stage
+cd "$STAGE"
+
+failed=()
+run_step() {
+  local name="$1"; shift
+  say "$name"
+  local start=$SECONDS
+  if "$@"; then
+    say "$name: ok ($((SECONDS - start)) s)"
+  else
+    say "$name: FAILED ($((SECONDS - start)) s)"
+    failed+=("$name")
+  fi
+}
+
+for step in "${steps[@]}"; do
+  case "$step" in
+    lint)
+      run_step "ansible-lint (production profile)" ansible-lint --profile production --strict
+      run_step "changelog fragments" antsibull-changelog lint
+      ;;
+    sanity)
+      # ansible-test sanity in its own venvs for the controller's Python; no ignore files.
+      run_step "ansible-test sanity" ansible-test sanity --venv --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no
+      ;;
+    unit)
+      run_step "unit tests" python -m pytest -q -p no:cacheprovider tests/unit
+      ;;
+    integration)
+      run_step "integration tests" python -m pytest -q -p no:cacheprovider tests/integration
+      ;;
+    *) die "unknown step '$step' (lint, sanity, unit, integration)";;
+  esac
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'FAILED steps: %s\n' "${failed[*]}" >&2
+  exit 1
+fi
+say "all steps passed: ${steps[*]}"

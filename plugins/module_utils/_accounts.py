@@ -1,0 +1,256 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) dms.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to the dms.mailserver collection: may change at any time.
+"""The logic of ``dms_account``: accounts, passwords, quotas and restrictions.
+
+Files: ``postfix-accounts.cf`` (``address|{SCHEME}hash[|extra fields]``),
+``dovecot-quotas.cf`` (``address:QUOTA``), ``postfix-send-access.cf`` and
+``postfix-receive-access.cf`` (``address \\t\\t REJECT``, what ``setup email
+restrict add`` writes), and ``postfix-virtual.cf`` for alias references and
+catch-all self-aliases.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
+from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
+    is_self_alias, reconcile_self_aliases, remove_recipients_everywhere,
+)
+from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._hashing import (
+    HashError, check_hash, run_jobs, split_stored,
+)
+
+RESTRICT_FILES = (('send', 'send_access'), ('receive', 'receive_access'))
+ENTRY_FIELDS = ('address', 'password', 'password_hash', 'scheme', 'quota', 'restrict', 'state')
+
+
+def restrict_line(address):
+    """The line ``setup email restrict add`` writes: address, space, two tabs, space, REJECT."""
+    return '%s \t\t REJECT' % address
+
+
+def _check_password(value, field):
+    if not isinstance(value, str) or not value:
+        raise v.ValidationError('%s: must be a non-empty string' % field)
+    for ch in value:
+        if ch in '\r\n\x00':
+            raise v.ValidationError('%s: contains a line break or NUL byte (a trailing newline from a file '
+                                    'lookup?); passwords may not contain them' % field)
+    return value
+
+
+def normalize(params):
+    """Validate the module's options; return (entries, warnings). Raises ValidationError."""
+    warnings = []
+    if params.get('accounts') is not None:
+        raw_entries = []
+        for index, item in enumerate(params['accounts']):
+            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
+            if entry['state'] is None:
+                entry['state'] = params['state']
+            raw_entries.append((index, entry))
+        list_option = 'accounts'
+        if params.get('exclusive') and not any(e['state'] == 'present' for dummy, e in raw_entries):
+            raise v.ValidationError('accounts: exclusive=true with no account to keep would remove every account, '
+                                    'and DMS shuts down without one; refusing')
+    else:
+        entry = dict((k, params.get(k)) for k in ENTRY_FIELDS)
+        raw_entries = [(None, entry)]
+        list_option = None
+        if params.get('exclusive'):
+            raise v.ValidationError('exclusive: needs the accounts list (every account to keep)')
+
+    entries = []
+    seen = {}
+    for index, entry in raw_entries:
+        def field(name, index=index):
+            return item_path(params, list_option, index, name)
+        original = entry['address']
+        address = v.address(original, field('address'))
+        if address != original:
+            warnings.append("%s: '%s' has uppercase letters and was normalised to '%s' (as DMS does)"
+                            % (field('address'), original, address))
+        if address in seen:
+            raise v.ValidationError('%s: %r is listed twice (also at %s)' % (field('address'), address, seen[address]))
+        seen[address] = field('address')
+        if entry['password'] is not None and entry['password_hash'] is not None:
+            raise v.ValidationError('%s: give password or password_hash, not both' % field('password'))
+        if entry['password'] is not None:
+            _check_password(entry['password'], field('password'))
+        if entry['password_hash'] is not None:
+            try:
+                check_hash(entry['password_hash'], field('password_hash'))
+            except HashError as exc:
+                raise v.ValidationError(str(exc))
+            if entry['scheme'] is not None and split_stored(entry['password_hash'])[0] != entry['scheme']:
+                raise v.ValidationError('%s: the hash is not a {%s} hash as scheme asks'
+                                        % (field('password_hash'), entry['scheme']))
+        quota = entry['quota']
+        if quota is not None and quota != '':
+            quota = v.quota(quota, field('quota'))
+        restrict = entry['restrict']
+        if restrict is not None:
+            for i, item in enumerate(restrict):
+                if item not in ('send', 'receive'):
+                    raise v.ValidationError('%s[%d]: %r is not a restriction: use send or receive'
+                                            % (field('restrict'), i, item))
+            restrict = sorted(set(restrict))
+        if entry['state'] == 'absent':
+            for name in ('password', 'password_hash', 'quota', 'restrict'):
+                if entry[name] not in (None, []):
+                    raise v.ValidationError('%s: has no meaning with state=absent' % field(name))
+        entries.append(dict(entry, address=address, quota=quota, restrict=restrict, field=field))
+    return entries, warnings
+
+
+def _quota_anchor(quotas, address):
+    """Where a new quota line must go so that DMS reads it.
+
+    DMS finds an account's quota with an unanchored ``grep -i "<address>:"``
+    and takes the first hit, so a line for ``xa@example.com`` that stands
+    before ``a@example.com``'s own line would win.  New lines go before the
+    first such line.
+    """
+    for key in quotas.keys():
+        if key != address and key.endswith(address):
+            return key
+    return None
+
+
+def plan(cfg, params, entries):
+    """Edit the tables of ``cfg`` to the desired state. Returns the result values."""
+    accounts = cfg.table('accounts')
+    quotas = cfg.table('quotas')
+    virtual = cfg.table('virtual')
+    regexp = cfg.table('regexp')
+    access = dict((direction, cfg.table(name)) for direction, name in RESTRICT_FILES)
+
+    update_password = params['update_password']
+    created, updated, removed = [], [], []
+    warnings = []
+
+    present = [e for e in entries if e['state'] == 'present']
+    absent = [e for e in entries if e['state'] == 'absent']
+
+    # Refuse an account whose address is an alias key (exact, case-insensitive; self-aliases are ours).
+    if not params['allow_alias_overlap']:
+        for e in present:
+            alias = virtual.get(e['address'])
+            if alias is not None and not is_self_alias(alias):
+                raise v.ValidationError(
+                    '%s: %r is already an alias in postfix-virtual.cf (-> %s); set allow_alias_overlap=true '
+                    'to keep both' % (e['field']('address'), e['address'], alias.value.strip()))
+
+    # Phase 1: hashes for new accounts, verification of given passwords against stored hashes.
+    jobs, job_owner = [], []
+    decisions = {}
+    for e in present:
+        existing = accounts.get(e['address'])
+        if existing is None:
+            if e['password_hash'] is not None:
+                decisions[e['address']] = e['password_hash']
+            elif e['password'] is not None:
+                jobs.append(('hash', e['password'], e['scheme'] or 'SHA512-CRYPT'))
+                job_owner.append((e, 'new'))
+            else:
+                raise v.ValidationError('%s: %r does not exist yet; give password or password_hash to create it'
+                                        % (e['field']('address'), e['address']))
+            continue
+        stored = existing.value.split('|', 1)[0]
+        if update_password == 'on_create':
+            continue
+        if e['password_hash'] is not None:
+            if e['password_hash'] != stored:
+                decisions[e['address']] = e['password_hash']
+        elif e['password'] is not None:
+            if e['scheme'] is not None and split_stored(stored)[0] != e['scheme']:
+                jobs.append(('hash', e['password'], e['scheme']))
+                job_owner.append((e, 'rehash'))
+            else:
+                jobs.append(('verify', e['password'], stored))
+                job_owner.append((e, 'verify'))
+    results = run_jobs(jobs)
+    rehash, rehash_owner = [], []
+    for (e, kind), outcome in zip(job_owner, results):
+        if kind == 'verify':
+            if not outcome:
+                rehash.append(('hash', e['password'], e['scheme'] or 'SHA512-CRYPT'))
+                rehash_owner.append(e)
+        else:
+            decisions[e['address']] = outcome
+    # Phase 2: new hashes for passwords that did not verify.
+    for e, outcome in zip(rehash_owner, run_jobs(rehash)):
+        decisions[e['address']] = outcome
+
+    for e in present:
+        address = e['address']
+        existing = accounts.get(address)
+        touched = False
+        if existing is None:
+            accounts.set(address, '%s|%s' % (address, decisions[address]))
+            created.append(address)
+        elif address in decisions:
+            rest = existing.value.split('|', 1)
+            extra = '|' + rest[1] if len(rest) > 1 else ''
+            touched |= accounts.set(address, '%s|%s%s' % (existing.key, decisions[address], extra))
+        elif len(accounts.get_all(address)) > 1:
+            touched |= accounts.set(address, existing.raw)  # drop duplicate lines of one account
+        if e['quota'] is not None:
+            if e['quota'] == '':
+                touched |= quotas.remove(address)
+            else:
+                current = quotas.get(address)
+                if current is None or current.value != e['quota'] or len(quotas.get_all(address)) > 1:
+                    line = '%s:%s' % (current.key if current is not None else address, e['quota'])
+                    touched |= quotas.set(address, line, before_key=_quota_anchor(quotas, address))
+        if e['restrict'] is not None:
+            for direction, dummy in RESTRICT_FILES:
+                table = access[direction]
+                if direction in e['restrict']:
+                    current = table.get(address)
+                    if current is None or current.value.strip().upper() != 'REJECT' \
+                            or len(table.get_all(address)) > 1:
+                        touched |= table.set(address, restrict_line(address))
+                else:
+                    for item in table.get_all(address):
+                        if item.value.strip().upper() == 'REJECT':
+                            touched |= table.remove_entry(item)
+        if touched and address not in created:
+            updated.append(address)
+
+    # Removals: explicit state=absent, and with exclusive every account not listed.
+    to_remove = [e['address'] for e in absent if accounts.has(e['address'])]
+    if params.get('exclusive'):
+        keep = set(e['address'] for e in present)
+        to_remove.extend(key for key in accounts.keys() if key not in keep and '@' in key)
+    if to_remove:
+        for address in to_remove:
+            accounts.remove(address)
+            quotas.remove(address)
+            for table in access.values():
+                table.remove(address)
+        remove_recipients_everywhere(virtual, to_remove)
+        removed.extend(to_remove)
+
+    reconcile_self_aliases(accounts, virtual, regexp)
+
+    # DMS's quota lookup is a substring match: say so where it would pick another account's quota.
+    for e in present:
+        if e['quota'] is None:
+            continue
+        for key in quotas.keys():
+            if key == e['address']:
+                break
+            if key.endswith(e['address']):
+                warnings.append('%s: DMS would apply the quota of %r to %r (its quota lookup is a substring '
+                                'match); the line order was arranged to avoid that where possible'
+                                % (e['field']('quota'), key, e['address']))
+                break
+
+    restart = any(access[d].changed for d, dummy in RESTRICT_FILES)
+    return dict(created=created, updated=updated, removed=removed, restart_required=restart,
+                _warnings=warnings)
