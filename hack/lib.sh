@@ -50,7 +50,7 @@ stage() {
   ensure_debs rsync
   mkdir -p "$STAGE"
   rsync -a --delete \
-    --exclude '/.git' --exclude '/.venv' --exclude '/.build' --exclude '/demo-output' \
+    --exclude '/.git' --exclude '/.ansible' --exclude '/.venv' --exclude '/.build' --exclude '/demo-output' \
     --exclude '__pycache__' --exclude '.pytest_cache' --exclude '.hypothesis' --exclude '/tests/output' \
     "$ROOT/" "$STAGE/"
   export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS"
