@@ -107,18 +107,55 @@ def normalize(params):
     return entries, warnings
 
 
-def _quota_anchor(quotas, address):
-    """Where a new quota line must go so that DMS reads it.
+class _SuffixIndex:
+    """Which keys end with a given address (DMS's quota lookup is an unanchored substring match).
 
-    DMS finds an account's quota with an unanchored ``grep -i "<address>:"``
-    and takes the first hit, so a line for ``xa@example.com`` that stands
-    before ``a@example.com``'s own line would win.  New lines go before the
-    first such line.
+    A key ending with ``local@domain`` has the same domain and a local part
+    ending with ``local``; keys are kept per domain, by reversed local part,
+    so each lookup is a bisection instead of a scan.
     """
-    for key in quotas.keys():
-        if key != address and key.endswith(address):
-            return key
-    return None
+
+    def __init__(self, keys):
+        import bisect
+        self._bisect = bisect
+        self._order = dict((key, pos) for pos, key in enumerate(keys))
+        self._by_domain = {}
+        for key in keys:
+            if '@' in key:
+                local, domain = key.rsplit('@', 1)
+                self._by_domain.setdefault(domain, []).append((local[::-1], key))
+        for items in self._by_domain.values():
+            items.sort()
+
+    def add(self, key, before=None):
+        """Record a key added to the file: at the end, or just before ``before``."""
+        if before is not None and before in self._order:
+            self._order[key] = self._order[before] - 0.5
+        else:
+            self._order[key] = len(self._order) + 1
+        local, domain = key.rsplit('@', 1)
+        self._bisect.insort(self._by_domain.setdefault(domain, []), (local[::-1], key))
+
+    def longer_keys(self, address):
+        """Keys other than ``address`` that end with it, in file order."""
+        local, domain = address.rsplit('@', 1)
+        items = self._by_domain.get(domain, [])
+        rev = local[::-1]
+        pos = self._bisect.bisect_left(items, (rev, ''))
+        found = []
+        while pos < len(items) and items[pos][0].startswith(rev):
+            if items[pos][1] != address:
+                found.append(items[pos][1])
+            pos += 1
+        return sorted(found, key=lambda k: self._order.get(k, len(self._order)))
+
+    def first_before(self, address):
+        """A longer key standing before ``address``'s own line (or before the end when it has none)."""
+        mine = self._order.get(address)
+        for key in self.longer_keys(address):
+            if mine is None or self._order[key] < mine:
+                return key
+        return None
 
 
 def plan(cfg, params, entries):
@@ -186,6 +223,7 @@ def plan(cfg, params, entries):
     for e, outcome in zip(rehash_owner, run_jobs(rehash)):
         decisions[e['address']] = outcome
 
+    quota_index = None
     for e in present:
         address = e['address']
         existing = accounts.get(address)
@@ -206,7 +244,13 @@ def plan(cfg, params, entries):
                 current = quotas.get(address)
                 if current is None or current.value != e['quota'] or len(quotas.get_all(address)) > 1:
                     line = '%s:%s' % (current.key if current is not None else address, e['quota'])
-                    touched |= quotas.set(address, line, before_key=_quota_anchor(quotas, address))
+                    anchor = None
+                    if current is None:
+                        if quota_index is None:
+                            quota_index = _SuffixIndex(quotas.keys())
+                        anchor = quota_index.first_before(address)
+                        quota_index.add(address, before=anchor)
+                    touched |= quotas.set(address, line, before_key=anchor)
         if e['restrict'] is not None:
             for direction, dummy in RESTRICT_FILES:
                 table = access[direction]
@@ -239,17 +283,15 @@ def plan(cfg, params, entries):
     reconcile_self_aliases(accounts, virtual, regexp)
 
     # DMS's quota lookup is a substring match: say so where it would pick another account's quota.
-    for e in present:
-        if e['quota'] is None:
-            continue
-        for key in quotas.keys():
-            if key == e['address']:
-                break
-            if key.endswith(e['address']):
+    quota_entries = [e for e in present if e['quota'] is not None]
+    if quota_entries:
+        index = _SuffixIndex(quotas.keys())
+        for e in quota_entries:
+            other = index.first_before(e['address'])
+            if other is not None and (quotas.has(e['address']) or e['quota'] == ''):
                 warnings.append('%s: DMS would apply the quota of %r to %r (its quota lookup is a substring '
-                                'match); the line order was arranged to avoid that where possible'
-                                % (e['field']('quota'), key, e['address']))
-                break
+                                'match); put %r\'s line first in dovecot-quotas.cf'
+                                % (e['field']('quota'), other, e['address'], e['address']))
 
     restart = any(access[d].changed for d, dummy in RESTRICT_FILES)
     return dict(created=created, updated=updated, removed=removed, restart_required=restart,

@@ -140,3 +140,17 @@ def test_new_account_without_password_is_an_error(tmp_path):
         apply(tmp_path, address='a@x.com', quota='1G')
     assert 'does not exist yet' in str(err.value)
     assert not (tmp_path / 'postfix-accounts.cf').exists()
+
+
+def test_quota_suffix_collisions_within_one_run(tmp_path):
+    apply(tmp_path, accounts=[{'address': 'xa@x.com', 'password': 'p', 'quota': '5G'},
+                              {'address': 'a@x.com', 'password': 'p', 'quota': '1G'},
+                              {'address': 'b@x.com', 'password': 'p', 'quota': '2G'}])
+    assert read(tmp_path, 'dovecot-quotas.cf') == 'a@x.com:1G\nxa@x.com:5G\nb@x.com:2G\n'
+
+
+def test_quota_warning_when_dms_would_pick_another_line(tmp_path):
+    (tmp_path / 'dovecot-quotas.cf').write_text('xa@x.com:5G\na@x.com:1G\n')
+    r = apply(tmp_path, address='a@x.com', password='p', quota='1G')
+    assert r['changed_files'] == ['postfix-accounts.cf']
+    assert len(r['warnings']) == 1 and "'xa@x.com'" in r['warnings'][0]

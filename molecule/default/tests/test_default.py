@@ -1,0 +1,192 @@
+# Copyright (c) dms.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verifier of the default scenario: real SMTP and IMAP against the converged container.
+
+Every connection goes to 127.0.0.1, where the role published the container's ports.
+"""
+from __future__ import annotations
+
+import email
+import imaplib
+import json
+import os
+import smtplib
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dkim
+import pytest
+import yaml
+
+SCENARIO = Path(__file__).resolve().parents[1]
+VARS = yaml.safe_load((SCENARIO / 'vars.yml').read_text())
+PORTS = VARS['dms_host_ports']
+HOST = '127.0.0.1'
+ALICE = ('alice@example.com', VARS['dms_test_alice_password'])
+BOB = ('bob@example.com', 'Bob-Molecule-Pw-2')
+CONTAINER = VARS['dms_container_name']
+BASE = Path(VARS['dms_base_dir'])
+
+
+def tls_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE   # the scenario's own self-signed certificate
+    return ctx
+
+
+def smtp_login_587(user, password):
+    with smtplib.SMTP(HOST, PORTS[587], timeout=30) as smtp:
+        smtp.starttls(context=tls_context())
+        smtp.login(user, password)
+
+
+def smtp_login_465(user, password):
+    with smtplib.SMTP_SSL(HOST, PORTS[465], timeout=30, context=tls_context()) as smtp:
+        smtp.login(user, password)
+
+
+def imap_login(user, password):
+    imap = imaplib.IMAP4_SSL(HOST, PORTS[993], ssl_context=tls_context(), timeout=30)
+    try:
+        imap.login(user, password)
+    finally:
+        try:
+            imap.logout()
+        except imaplib.IMAP4.error:
+            pass
+
+
+def login_fails(func, user, password):
+    try:
+        func(user, password)
+    except (smtplib.SMTPAuthenticationError, imaplib.IMAP4.error):
+        return True
+    return False
+
+
+def wait_for_message(user, password, marker, timeout=60):
+    """Poll the INBOX over IMAP for a message whose Subject carries marker; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        imap = imaplib.IMAP4_SSL(HOST, PORTS[993], ssl_context=tls_context(), timeout=30)
+        try:
+            imap.login(user, password)
+            imap.select('INBOX')
+            typ, data = imap.search(None, 'SUBJECT', '"%s"' % marker)
+            ids = data[0].split()
+            if ids:
+                typ, msg = imap.fetch(ids[-1], '(RFC822)')
+                return msg[0][1]
+        finally:
+            imap.logout()
+        time.sleep(2)
+    raise AssertionError('no message %r for %s within %s s' % (marker, user, timeout))
+
+
+def send(to, sender=None, auth=None, port=25):
+    marker = 'molecule-%s' % uuid.uuid4().hex
+    msg = email.message.EmailMessage()
+    msg['From'] = sender or 'tester@outside.test'
+    msg['To'] = to
+    msg['Subject'] = marker
+    msg['Message-ID'] = email.utils.make_msgid(domain='example.com')
+    msg['Date'] = email.utils.formatdate()
+    msg.set_content('Hello from the molecule verifier.\n')
+    if port == 25:
+        with smtplib.SMTP(HOST, PORTS[25], timeout=30) as smtp:
+            smtp.send_message(msg)
+    else:
+        with smtplib.SMTP(HOST, PORTS[587], timeout=30) as smtp:
+            smtp.starttls(context=tls_context())
+            smtp.login(*auth)
+            smtp.send_message(msg)
+    return marker
+
+
+def container_started_at():
+    out = subprocess.run(['docker', 'inspect', '-f', '{{.State.StartedAt}}', CONTAINER],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def converge(extra_vars):
+    """Run the scenario's converge playbook again with changed inventory values."""
+    env = dict(os.environ)
+    cmd = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+           '-i', env['MOLECULE_INVENTORY_FILE'], str(SCENARIO / 'converge.yml'),
+           '-e', json.dumps(extra_vars)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    recap = [line for line in proc.stdout.splitlines() if line.startswith('instance')]
+    return proc.stdout, recap[-1]
+
+
+@pytest.mark.parametrize('login', [smtp_login_587, smtp_login_465, imap_login])
+def test_login_with_right_password_and_not_with_wrong(login):
+    login(*ALICE)
+    assert login_fails(login, ALICE[0], ALICE[1] + '-wrong')
+
+
+def test_alias_delivers_to_target_mailbox():
+    marker = send('info@example.com')
+    wait_for_message(*ALICE, marker)
+
+
+def test_catch_all_does_not_swallow_real_account():
+    marker = send('bob@example.com')
+    body = wait_for_message(*BOB, marker)
+    assert marker.encode() in body
+    other = send('nobody@example.com')
+    wait_for_message(*ALICE, other)
+
+
+def test_submitted_mail_is_dkim_signed_and_verifies_with_returned_record():
+    records = json.loads((BASE / 'dkim-records.json').read_text())
+    record = [r for r in records if r['domain'] == 'example.com'][0]
+    marker = send('bob@example.com', sender='alice@example.com', auth=ALICE, port=587)
+    raw = wait_for_message(*BOB, marker)
+    assert b'DKIM-Signature:' in raw
+
+    def dnsfunc(name, timeout=5):
+        if name.decode().rstrip('.') == record['name']:
+            return record['value'].encode()
+        return None
+    assert dkim.verify(raw, dnsfunc=dnsfunc)
+
+
+def test_password_change_applies_without_restart_then_idempotent():
+    started = container_started_at()
+    new = 'Alice-Changed-Pw-7'
+    out, recap = converge({'dms_test_alice_password': new})
+    assert 'changed=0' not in recap
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            imap_login(ALICE[0], new)
+            break
+        except imaplib.IMAP4.error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    assert login_fails(imap_login, *ALICE)
+    assert login_fails(smtp_login_587, *ALICE)
+    smtp_login_587(ALICE[0], new)
+    assert container_started_at() == started
+    out, recap = converge({'dms_test_alice_password': new})
+    assert 'changed=0' in recap, out[-3000:]
+    assert container_started_at() == started
+
+
+def test_removing_an_account_with_exclusive_removes_its_login():
+    imap_login(*BOB)
+    out, recap = converge({'dms_test_alice_password': 'Alice-Changed-Pw-7', 'dms_test_drop_bob': True})
+    deadline = time.monotonic() + 30
+    while not login_fails(imap_login, *BOB):
+        assert time.monotonic() < deadline, 'bob can still log in'
+        time.sleep(1)
+    assert 'bob@example.com' not in (BASE / 'docker-data/dms/config/postfix-accounts.cf').read_text()
