@@ -44,18 +44,22 @@ notes:
     ATTRIBUTES = r'''
 attributes:
   check_mode:
+    description: Whether C(--check) runs predict changes without making them.
     support: full
     details:
       - Reports exactly the changes a real run would make, and writes nothing (not even the lock file).
   diff_mode:
+    description: Whether C(--diff) shows what changed (or, with C(--check), what would change).
     support: full
     details:
       - Shows the changed files with password hashes, passwords and keys replaced by numbered placeholders
         (equal secrets get equal placeholders, so a changed secret still shows as a changed line).
   platform:
+    description: The systems the module can manage.
     support: full
     platforms: posix
   action_group:
+    description: The action group through which C(module_defaults) reach this module.
     support: full
     membership:
       - dms.mailserver.dms
