@@ -73,7 +73,7 @@ options:
         C(setup relay exclude-domain) writes it (so the CLI still finds and replaces it); a relay line for the
         domain is replaced by it. An existing opt-out written without the trailing space is accepted as it is.
       - V(false) removes an opt-out line of O(domain) (a relay line stays).
-      - An opt-out only matters when the container has C(RELAY_HOST) set: DMS then relays every domain it serves
+      - An opt-out only matters when the container has C(RELAY_HOST) set; DMS then relays every domain it serves
         through C(RELAY_HOST) except the opted-out ones.
       - Contradicts O(host) and O(username); when omitted, nothing is opted in or out.
     type: bool
