@@ -375,3 +375,13 @@ def test_rewritten_sasl_file_is_0600(tmp_path):
     apply(tmp_path, domain='a.example', username='u', password='new')
     assert mode_of(tmp_path, SASL) == 0o600
     assert read(tmp_path, SASL) == '@a.example u:new\n'
+
+
+def test_domain_alone_changes_nothing_and_keeps_its_lines_under_exclusive(tmp_path):
+    write(tmp_path, RELAYMAP, '@a.example [x.example]:25\n@b.example [x.example]:25\n')
+    write(tmp_path, SASL, '@a.example u:p\n@b.example u:p\n', 0o600)
+    assert apply(tmp_path, domain='a.example')[1] == []
+    result, dummy, dummy = apply(tmp_path, exclusive=True, relays=[item(domain='a.example')])
+    assert read(tmp_path, RELAYMAP) == '@a.example [x.example]:25\n'
+    assert read(tmp_path, SASL) == '@a.example u:p\n'
+    assert result['removed'] == ['@b.example'] and result['updated'] == []
