@@ -44,22 +44,22 @@ notes:
     ATTRIBUTES = r'''
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
+    description: Whether C(--check) runs predict changes without making them.
     support: full
     details:
       - Reports exactly the changes a real run would make, and writes nothing (not even the lock file).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    description: Whether C(--diff) shows what changed (or, with C(--check), what would change).
     support: full
     details:
       - Shows the changed files with password hashes, passwords and keys replaced by numbered placeholders
         (equal secrets get equal placeholders, so a changed secret still shows as a changed line).
   platform:
-    description: Target OS/families that can be operated against.
+    description: The systems the module can manage.
     support: full
     platforms: posix
   action_group:
-    description: Use C(group/dms.mailserver.dms) in C(module_defaults) to set defaults for this module.
+    description: The action group through which C(module_defaults) reach this module.
     support: full
     membership:
       - dms.mailserver.dms

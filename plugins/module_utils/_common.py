@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 from ansible_collections.dms.mailserver.plugins.module_utils._configdir import (
     DEFAULT_CONFIG_DIR, ConfigDir, ConfigDirError,
 )
@@ -70,6 +73,18 @@ def prune_no_log_values(module, result):
     module.no_log_values = set(v for v in module.no_log_values if not isinstance(v, str) or v in present)
 
 
+def mode_diffs(cfg, mode_fixes):
+    """Diff entries for files whose mode a run corrects (``_mode_fixes``), so diff mode shows it too."""
+    out = []
+    for relpath, mode in mode_fixes:
+        if cfg.mode_fix_needed(relpath, mode):
+            current = stat.S_IMODE(os.stat(cfg.abspath(relpath)).st_mode)
+            header = '%s (mode)' % relpath
+            out.append({'before_header': header, 'after_header': header,
+                        'before': 'mode %04o\n' % current, 'after': 'mode %04o\n' % mode})
+    return out
+
+
 def run_transaction(module, plan):
     """Lock the config dir, let ``plan(cfg)`` edit it, write, and exit the module.
 
@@ -86,7 +101,7 @@ def run_transaction(module, plan):
         with cfg:
             result = plan(cfg)
             extra_mode_fixes = result.pop('_mode_fixes', ())
-            diff = cfg.diff() if module._diff else None
+            diff = cfg.diff() + mode_diffs(cfg, extra_mode_fixes) if module._diff else None
             changed_files, backup_files = cfg.commit(extra_mode_fixes=extra_mode_fixes)
     except (ValidationError, ConfigDirError) as exc:
         module.fail_json(msg=str(exc))
