@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
-VARS = yaml.safe_load((SCENARIO / 'vars.yml').read_text())
+VARS = yaml.safe_load((SCENARIO / 'vars' / 'dms.yml').read_text())
 PORTS = VARS['dms_host_ports']
 HOST = '127.0.0.1'
 ALICE = ('alice@example.com', VARS['dms_test_alice_password'])
