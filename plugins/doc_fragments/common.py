@@ -44,18 +44,22 @@ notes:
     ATTRIBUTES = r'''
 attributes:
   check_mode:
+    description: Can run in check mode and report what it would change without changing anything.
     support: full
     details:
       - Reports exactly the changes a real run would make, and writes nothing (not even the lock file).
   diff_mode:
+    description: Can show what it changes (or would change, in check mode) as a diff.
     support: full
     details:
       - Shows the changed files with password hashes, passwords and keys replaced by numbered placeholders
         (equal secrets get equal placeholders, so a changed secret still shows as a changed line).
   platform:
+    description: The systems the module can manage.
     support: full
     platforms: posix
   action_group:
+    description: Defaults for the module can be set once for its whole action group with C(module_defaults).
     support: full
     membership:
       - dms.mailserver.dms
