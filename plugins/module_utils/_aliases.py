@@ -177,7 +177,7 @@ def split_regexp_key(key: str):
             break
         i += 1
     if i >= len(key):
-        raise ValueError('has no closing %r delimiter' % delim)
+        raise ValueError('has no closing %r delimiter (write it as /pattern/flags)' % delim)
     pattern, flags = key[1:i], key[i + 1:]
     if not pattern:
         raise ValueError('has an empty pattern')
@@ -469,7 +469,31 @@ def _apply_present(table, e):
     return 'updated' if table.set(key, line) else None
 
 
-def _move(table, key, before=None, after=None, moved=None):
+_IF_RE = re.compile(r'^\s*if\s*!?\S')
+_ENDIF_RE = re.compile(r'^\s*endif\s*$')
+
+
+def _in_block(table, key) -> bool:
+    """True when the first line of ``key`` stands inside a pcre ``if``/``endif`` block."""
+    target = table.index_of(key)
+    depth = 0
+    for pos, item in enumerate(table.items):
+        if pos == target:
+            return depth > 0
+        if isinstance(item, str):
+            if _IF_RE.match(item):
+                depth += 1
+            elif _ENDIF_RE.match(item) and depth:
+                depth -= 1
+    return False
+
+
+def _move(table, key, before=None, after=None, moved=None, field=None):
+    for name in (key, before, after):
+        if name is not None and _in_block(table, name):
+            raise v.ValidationError('%s: placing %r next to %r would move a line into or out of an if/endif '
+                                    'block of postfix-regexp.cf, which changes what it matches; place it by hand'
+                                    % (field, key, before or after))
     entry = table.get(key)
     table.remove(key)
     table.set(key, entry.raw, before_key=before, after_key=after)
@@ -499,6 +523,7 @@ def _order_regexp(regexp, present, created, moved):
         key = e['key']
         is_new = key in created
         track = None if is_new else moved
+        field = e['field']('alias')
         pos = regexp.index_of(key)
         anchor = e['before'] or e['after']
         if anchor is not None:
@@ -509,17 +534,17 @@ def _order_regexp(regexp, present, created, moved):
                                         % (e['field'](name), anchor))
             if e['before']:
                 if pos > apos or (is_new and not _adjacent_after(regexp, key, anchor)):
-                    _move(regexp, key, before=anchor, moved=track)
+                    _move(regexp, key, before=anchor, moved=track, field=field)
             elif pos < apos or (is_new and not _adjacent_after(regexp, anchor, key)):
-                _move(regexp, key, after=anchor, moved=track)
+                _move(regexp, key, after=anchor, moved=track, field=field)
         elif prev is not None:
             if pos < regexp.index_of(prev) or (is_new and not _adjacent_after(regexp, prev, key)):
-                _move(regexp, key, after=prev, moved=track)
+                _move(regexp, key, after=prev, moved=track, field=field)
         else:
             nxt = next((k for k in keys[i + 1:] if k not in created and regexp.index_of(k) is not None), None)
             if nxt is not None and (pos > regexp.index_of(nxt) or is_new) \
                     and not _adjacent_after(regexp, key, nxt):
-                _move(regexp, key, before=nxt, moved=track)
+                _move(regexp, key, before=nxt, moved=track, field=field)
         prev = key
 
 
