@@ -555,6 +555,12 @@ def plan(cfg, params, entries):
     virtual, regexp = tables['virtual'], tables['regexp']
     created, updated, removed, warnings = [], [], [], []
     needed_before = swallowed_accounts(accounts, virtual, regexp)
+    for entry in regexp.entries():
+        try:
+            compile_regexp_key(entry.key.strip())
+        except ValueError as exc:
+            warnings.append('postfix-regexp.cf: the alias %r cannot be checked for catch-all safety (it %s); '
+                            'accounts it matches get no self-alias' % (entry.key, exc))
 
     present = [e for e in entries if e['state'] == 'present']
 

@@ -153,6 +153,9 @@ notes:
   - A regexp alias that matches an account therefore does not take that account's mail. To forward an account's
     mail, give the account a virtual alias with O(allow_account_overlap=true), for example
     C(user@example.com -> user@example.com, copy@example.org).
+  - Which accounts a regexp alias matches is decided with Python's C(re). A line of C(postfix-regexp.cf) in
+    PCRE-only syntax cannot be evaluated; the module warns about it, and accounts only that line matches get no
+    self-alias.
   - Postfix looks up an address in the alias tables in this order, which the module relies on; C(user@domain) in
     C(postfix-virtual.cf), then the first matching line of C(postfix-regexp.cf), then C(@domain) in
     C(postfix-virtual.cf). Line order in C(postfix-virtual.cf) does not matter for Postfix.

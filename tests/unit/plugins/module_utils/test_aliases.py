@@ -412,3 +412,10 @@ def test_regexp_if_blocks_are_not_crossed(tmp_path):
     result, dummy, out = apply(tmp_path, dict(files), aliases=[dict(rx('/^x/'), recipients=['y@f.com']),
                                                                rx('/^n/', before='/^a/')])
     assert out['postfix-regexp.cf'] == 'if /example\\.com$/\n/^x/ y@f.com\nendif\n/^n/ n@f.com\n/^a/ a@f.com\n'
+
+
+def test_warns_about_regexp_lines_it_cannot_evaluate(tmp_path):
+    files = {'postfix-regexp.cf': '/^a(?R)?@x/ a@f.com\n/^b/ b@f.com\n'}    # (?R): PCRE recursion, not Python
+    result, warnings, out = apply(tmp_path, files, alias='/^c/', type='regexp', recipients=['c@f.com'])
+    assert len(warnings) == 1 and "the alias '/^a(?R)?@x/' cannot be checked for catch-all safety" in warnings[0]
+    assert out['postfix-regexp.cf'] == '/^a(?R)?@x/ a@f.com\n/^b/ b@f.com\n/^c/ c@f.com\n'
