@@ -159,14 +159,20 @@ class Table:
     def get_all(self, key: str):
         return [self.items[p] for p in self._index.get(self.norm(key), [])]
 
+    def index_of(self, key: str):
+        """The line position of the first entry for ``key`` (comparable with other positions), or None."""
+        positions = self._index.get(self.norm(key))
+        return positions[0] if positions else None
+
     # -- edits
 
-    def set(self, key: str, raw: str, before_key: str | None = None) -> bool:
+    def set(self, key: str, raw: str, before_key: str | None = None, after_key: str | None = None) -> bool:
         """Make ``raw`` the one line for ``key``.
 
         An existing first line is replaced in place (only if its text differs)
         and later duplicates are dropped.  A new line is appended, or inserted
-        before the first line of ``before_key`` when that is given and present.
+        before the first line of ``before_key`` (or right after the first line
+        of ``after_key``) when that is given and present.
         Returns True when anything changed.
         """
         parsed = self._parser(raw)
@@ -187,8 +193,12 @@ class Table:
             self._index[norm] = [first]
         else:
             anchor = self._index.get(self.norm(before_key)) if before_key else None
+            after = self._index.get(self.norm(after_key)) if after_key and not anchor else None
             if anchor:
                 self.items.insert(anchor[0], entry)
+                self._reindex()
+            elif after:
+                self.items.insert(after[0] + 1, entry)
                 self._reindex()
             else:
                 self.items.append(entry)
@@ -196,6 +206,32 @@ class Table:
             changed = True
         self.changed |= changed
         return changed
+
+    def add_many(self, lines, before_key: str | None = None) -> bool:
+        """Add new entries ``[(key, raw), ...]`` as one block, in order (one re-index for all).
+
+        The block goes before the first line of ``before_key`` when that is
+        present, else at the end.  Keys already in the table are refused
+        (use :meth:`set` for those).  Returns True when anything was added.
+        """
+        block, seen = [], set()
+        for key, raw in lines:
+            parsed = self._parser(raw)
+            norm = self.norm(key)
+            if parsed is None or self.norm(parsed[0]) != norm:
+                raise ValueError('line %r does not parse as an entry for key %r' % (raw, key))
+            if self._index.get(norm) or norm in seen:
+                raise ValueError('key %r is already in the table' % key)
+            seen.add(norm)
+            block.append(Entry(raw, parsed[0], parsed[1]))
+        if not block:
+            return False
+        anchor = self._index.get(self.norm(before_key)) if before_key else None
+        at = anchor[0] if anchor else len(self.items)
+        self.items[at:at] = block
+        self._reindex()
+        self.changed = True
+        return True
 
     def remove(self, key: str) -> bool:
         positions = self._index.pop(self.norm(key), None)
