@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) dms.mailserver contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmarks of dms_account (and dms_alias) at 100, 1,000 and 10,000 entries.
@@ -74,7 +73,7 @@ def measure_module(tmp, tasks, name):
 
 def empty_playbook(tmp, repeat=3):
     path = play(tmp, [], 'empty')
-    return statistics.median(run_playbook(tmp, path)[0] for _ in range(repeat))
+    return statistics.median(run_playbook(tmp, path)[0] for dummy in range(repeat))
 
 
 def floor(n, scheme):
