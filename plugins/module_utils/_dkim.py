@@ -158,7 +158,7 @@ def load_private_key(text, relpath):
         raise
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         # cryptography's messages describe the format problem, never the key material.
-        raise KeyFileError('%s: cannot be read as a private key (%s)' % (relpath, str(exc).split('\n')[0][:200]))
+        raise KeyFileError('%s: cannot be read as a private key (%s)' % (relpath, (str(exc).splitlines() or [''])[0][:200]))
     try:
         return KeyInfo(key)
     except KeyFileError as exc:
@@ -443,7 +443,7 @@ class SigningConf:
             return
         block = blocks[0]
         if block['kind'] != 'object':
-            raise UclError('"domain" is not a { } block', text, tokens[block['key_tok']][2])
+            raise UclError('"domain" is not a block of entries', text, tokens[block['key_tok']][2])
         self.block = block
         for item in ucl_items(tokens, block['open'] + 1, block['close'], text):
             name = item['key'].lower().rstrip('.')
@@ -562,11 +562,9 @@ def normalize(params):
     if params.get('domains') is not None:
         if not params['domains']:
             raise v.ValidationError('domains: must list at least one domain')
-        raw = list(enumerate(params['domains']))
-        list_option = 'domains'
+        raw = [('domains[%d]' % index, value) for index, value in enumerate(params['domains'])]
     else:
-        raw = [(None, params.get('domain'))]
-        list_option = None
+        raw = [('domain', params.get('domain'))]
 
     state = params['state']
     key_type = params.get('key_type')
@@ -609,8 +607,7 @@ def normalize(params):
 
     entries = []
     seen = {}
-    for index, value in raw:
-        field = '%s[%d]' % (list_option, index) if list_option else 'domain'
+    for field, value in raw:
         if value is None:
             raise v.ValidationError('%s: a domain is required' % field)
         domain = v.domain(value, field)

@@ -182,7 +182,7 @@ def test_conf_missing_file_gets_dms_defaults():
     conf = _dkim.SigningConf(None)
     conf.set('example.com', P % 'a.private.txt', 'mail')
     text = conf.render()
-    assert text.startswith(_dkim.DEFAULT_SIGNING_CONF.split('domain {')[0])
+    assert text.startswith(_dkim.DEFAULT_SIGNING_CONF.partition('domain {')[0])
     assert 'domain {\n    example.com {\n        path = "%s";\n        selector = "mail";\n    }\n}\n' \
         % (P % 'a.private.txt') in text
     assert _dkim.SigningConf(text).get('example.com') == (P % 'a.private.txt', 'mail')
@@ -253,7 +253,7 @@ def test_conf_without_domain_block_gets_one_appended():
     ('domain { a { path = "x; } }\n', 'unterminated string'),
     ('domain { }\ndomain { }\n', 'more than one top-level "domain" block'),
     ('/* open comment\n', 'unterminated /* comment'),
-    ('domain = "x";\n', 'is not a { } block'),
+    ('domain = "x";\n', 'is not a block of entries'),
 ])
 def test_conf_that_cannot_be_edited_safely_is_refused(text, problem):
     with pytest.raises(ValidationError) as err:
