@@ -44,18 +44,22 @@ notes:
     ATTRIBUTES = r'''
 attributes:
   check_mode:
+    description: Can run in check mode and report what would change without changing anything.
     support: full
     details:
       - Reports exactly the changes a real run would make, and writes nothing (not even the lock file).
   diff_mode:
+    description: Returns details on what has changed (or would change in check mode) when run with C(--diff).
     support: full
     details:
       - Shows the changed files with password hashes, passwords and keys replaced by numbered placeholders
         (equal secrets get equal placeholders, so a changed secret still shows as a changed line).
   platform:
+    description: Target operating systems the module works on.
     support: full
     platforms: posix
   action_group:
+    description: The action group whose C(module_defaults) apply to the module.
     support: full
     membership:
       - dms.mailserver.dms
