@@ -7,6 +7,7 @@ import base64
 import os
 import re
 import stat
+import subprocess
 
 import pytest
 
@@ -90,6 +91,7 @@ def test_opendkim_accepts_and_signs_with_the_files(tmp_path, keytable_refile):
     second = ok(tmp_path, cfg, domain='example.org', key_size=1024)
     records = {r['name']: r for r in first['records'] + second['records']}
     assert first['restart_required'] is True
+    assert (cfg / 'opendkim/TrustedHosts').read_text() == '127.0.0.1\nlocalhost\n'
     before = snapshot(cfg)
 
     etc = str(tmp_path / 'etc-opendkim')
@@ -161,6 +163,24 @@ def test_opendkim_ed25519_needs_its_signature_algorithm(tmp_path):
     with OpenDKIM(str(conf)) as milter:
         outcome = milter.sign(sender, headers_for(sender), BODY)
     assert outcome.header('DKIM-Signature') is None and outcome.code in ('tempfail', 'replycode')
+
+
+def test_keys_made_by_setup_config_dkim_are_adopted_unchanged(tmp_path):
+    """What DMS's `setup config dkim` leaves (opendkim-genkey output, its table lines) is already the desired state."""
+    cfg = tmp_path / 'cfg'
+    keys = cfg / 'opendkim/keys/example.com'
+    keys.mkdir(parents=True)
+    subprocess.run(['opendkim-genkey', '--bits=2048', '--subdomains', '--domain=example.com', '--selector=mail',
+                    '--directory=%s' % keys], check=True)
+    (cfg / 'opendkim/KeyTable').write_text(
+        'mail._domainkey.example.com example.com:mail:/etc/opendkim/keys/example.com/mail.private\n')
+    (cfg / 'opendkim/SigningTable').write_text('*@example.com mail._domainkey.example.com\n')
+    (cfg / 'opendkim/TrustedHosts').write_text('127.0.0.1\nlocalhost\n')
+    state = snapshot(cfg)
+    result = ok(tmp_path, cfg, domain='example.com')
+    assert result['changed'] is False and result['records'][0]['action'] == 'keep'
+    assert snapshot(cfg) == state
+    assert result['records'][0]['value'].split('p=')[1] == txt_p((keys / 'mail.txt').read_text())
 
 
 # -- acceptance 3: idempotence, rotation, fail, absent --------------------------------------------
