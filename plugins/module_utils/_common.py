@@ -101,8 +101,10 @@ def run_transaction(module, plan):
         with cfg:
             result = plan(cfg)
             extra_mode_fixes = result.pop('_mode_fixes', ())
+            extra_owner_fixes = result.pop('_owner_fixes', ())
             diff = cfg.diff() + mode_diffs(cfg, extra_mode_fixes) if module._diff else None
-            changed_files, backup_files = cfg.commit(extra_mode_fixes=extra_mode_fixes)
+            changed_files, backup_files = cfg.commit(extra_mode_fixes=extra_mode_fixes,
+                                                     extra_owner_fixes=extra_owner_fixes)
     except (ValidationError, ConfigDirError) as exc:
         module.fail_json(msg=str(exc))
     changed = bool(changed_files) or bool(result.pop('_changed', False))

@@ -148,9 +148,10 @@ class Masker:
 
 
 class _Staged:
-    __slots__ = ('relpath', 'before', 'after', 'mode', 'force_mode', 'mask', 'diff_before', 'diff_after')
+    __slots__ = ('relpath', 'before', 'after', 'mode', 'force_mode', 'mask', 'diff_before', 'diff_after', 'owner')
 
-    def __init__(self, relpath, before, after, mode, force_mode, mask, diff_before=None, diff_after=None):
+    def __init__(self, relpath, before, after, mode, force_mode, mask, diff_before=None, diff_after=None,
+                 owner=None):
         self.relpath = relpath
         self.before = before          # str or None (absent)
         self.after = after            # str or None (remove)
@@ -159,6 +160,7 @@ class _Staged:
         self.mask = mask
         self.diff_before = diff_before
         self.diff_after = diff_after
+        self.owner = owner            # (uid, gid) to give the written file (None in either = default)
 
 
 def _read_text(path):
@@ -304,13 +306,20 @@ class ConfigDir:
 
     # staging
 
-    def stage(self, relpath, text, mode=0o644, force_mode=False, mask=None, diff_before=None, diff_after=None):
-        """Set the desired content of a file (None = remove it). Returns True if that is a change."""
+    def stage(self, relpath, text, mode=0o644, force_mode=False, mask=None, diff_before=None, diff_after=None,
+              owner=None):
+        """Set the desired content of a file (None = remove it). Returns True if that is a change.
+
+        ``owner`` is an optional ``(uid, gid)`` for the written file (either may
+        be None); by default an existing file keeps its owner and a new one
+        gets the owner of config_dir.  Owners are only set when running as root.
+        """
         before = self.read(relpath)
         if before == text:
             self._staged.pop(relpath, None)
             return False
-        self._staged[relpath] = _Staged(relpath, before, text, mode, force_mode, mask, diff_before, diff_after)
+        self._staged[relpath] = _Staged(relpath, before, text, mode, force_mode, mask, diff_before, diff_after,
+                                        owner)
         return True
 
     def _stage_tables(self):
@@ -333,6 +342,17 @@ class ConfigDir:
         except FileNotFoundError:
             return False
         return stat.S_IMODE(st.st_mode) != mode
+
+    def owner_fix_needed(self, relpath, owner):
+        """True when an existing file's (uid, gid) differs from ``owner`` (None in either = any)."""
+        if not self.exists:
+            return False
+        try:
+            st = os.stat(self._resolve(relpath))
+        except FileNotFoundError:
+            return False
+        uid, gid = owner
+        return (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
 
     def changed_files(self):
         self._stage_tables()
@@ -359,8 +379,12 @@ class ConfigDir:
 
     # writing
 
-    def commit(self, extra_mode_fixes=()):
+    def commit(self, extra_mode_fixes=(), extra_owner_fixes=()):
         """Write everything staged (unless check mode). Returns (changed_relpaths, backup_files).
+
+        ``extra_mode_fixes`` / ``extra_owner_fixes`` are ``(relpath, mode)`` /
+        ``(relpath, (uid, gid))`` pairs for existing files whose content stays
+        but whose mode / owner must be corrected (owners only as root).
 
         All new contents are first written to temp files; only when every one
         of them is complete (a full disk fails here) are backups taken and the
@@ -370,8 +394,10 @@ class ConfigDir:
         changed = sorted(self._staged)
         backups = []
         mode_fixes = [rp for rp, mode in extra_mode_fixes if self.mode_fix_needed(rp, mode)]
+        owner_fixes = [rp for rp, owner in extra_owner_fixes
+                       if rp not in self._staged and self.owner_fix_needed(rp, owner)]
         if self.check_mode:
-            return sorted(set(changed) | set(mode_fixes)), backups
+            return sorted(set(changed) | set(mode_fixes) | set(owner_fixes)), backups
         prepared = []
         try:
             for relpath in changed:
@@ -379,7 +405,7 @@ class ConfigDir:
                 real = self._resolve(relpath)
                 tmp = None
                 if staged.after is not None:
-                    tmp = self._write_temp(real, staged.after, staged.mode, staged.force_mode)
+                    tmp = self._write_temp(real, staged.after, staged.mode, staged.force_mode, staged.owner)
                 prepared.append((real, tmp))
             if self.backup:
                 for real, dummy in prepared:
@@ -408,7 +434,10 @@ class ConfigDir:
         for relpath, mode in extra_mode_fixes:
             if relpath in mode_fixes:
                 os.chmod(self._resolve(relpath), mode)
-        return sorted(set(changed) | set(mode_fixes)), backups
+        for relpath, (uid, gid) in extra_owner_fixes:
+            if relpath in owner_fixes and os.geteuid() == 0:
+                os.chown(self._resolve(relpath), -1 if uid is None else uid, -1 if gid is None else gid)
+        return sorted(set(changed) | set(mode_fixes) | set(owner_fixes)), backups
 
     def _backup(self, real):
         if self._backup_func is not None:
@@ -417,7 +446,7 @@ class ConfigDir:
         shutil.copy2(real, dest)
         return dest
 
-    def _write_temp(self, real, text, mode, force_mode):
+    def _write_temp(self, real, text, mode, force_mode, owner=None):
         """A complete, fsynced temp file beside ``real`` with the final owner and mode."""
         directory = os.path.dirname(real)
         if not os.path.isdir(directory):
@@ -435,6 +464,9 @@ class ConfigDir:
         except FileNotFoundError:
             st_dir = os.stat(self.path)
             uid, gid = st_dir.st_uid, st_dir.st_gid
+        if owner is not None:
+            uid = uid if owner[0] is None else owner[0]
+            gid = gid if owner[1] is None else owner[1]
         fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(real), suffix=TMP_SUFFIX, dir=directory)
         try:
             with os.fdopen(fd, 'wb') as handle:
