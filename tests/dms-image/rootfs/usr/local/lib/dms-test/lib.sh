@@ -92,6 +92,13 @@ _install_file() {
   mv -f "${tmp}" "${dest}"
 }
 
+# postconf -e, then make main.cf look older: Postfix programs that read a
+# main.cf changed within the last second wait until it is not (about 2 s).
+_postconf() {
+  postconf -e "$@"
+  touch -d '3 seconds ago' /etc/postfix/main.cf
+}
+
 _enabled() {
   [[ "${1:-0}" == 1 ]]
 }
@@ -212,7 +219,7 @@ _build_relay_sasl() {
       printf '%s    %s:%s\n' "${relay}" "${RELAY_USER}" "${RELAY_PASSWORD}"
     fi
   } | _install_file /etc/postfix/sasl_passwd root:root 0600
-  postconf -e \
+  _postconf \
     'smtp_sasl_auth_enable = yes' \
     'smtp_sasl_password_maps = texthash:/etc/postfix/sasl_passwd' \
     'smtp_sasl_security_options = noanonymous' \
@@ -229,14 +236,19 @@ _build_relayhost_map() {
     while read -r domain; do
       [[ -n "${domain}" ]] || continue
       escaped="${domain//./\\.}"
-      grep -qE "^\s*@${escaped}\s+" "${map}" && continue
-      [[ -f "${relaymap}" ]] && grep -qE "^\s*@${escaped}\s*$" "${relaymap}" && continue
+      # Keep an explicit entry, and honour an opt-out ("@domain" alone).
+      if grep -qE "^\s*@${escaped}\s+" "${map}"; then
+        continue
+      fi
+      if [[ -f "${relaymap}" ]] && grep -qE "^\s*@${escaped}\s*$" "${relaymap}"; then
+        continue
+      fi
       printf '@%s    [%s]:%s\n' "${domain}" "${RELAY_HOST}" "${RELAY_PORT:-25}" >>"${map}"
     done </etc/postfix/vhost
   fi
   _install_file /etc/postfix/relayhost_map root:root 0600 <"${map}"
   rm -f "${map}"
-  postconf -e 'sender_dependent_relayhost_maps = texthash:/etc/postfix/relayhost_map'
+  _postconf 'sender_dependent_relayhost_maps = texthash:/etc/postfix/relayhost_map'
 }
 
 _build_relay() {
