@@ -36,6 +36,18 @@ usage() {
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# After a rebuild, remove the image that the tag pointed to before (left
+# untagged), unless something still uses it.
+remove_replaced() {
+  local tag="$1" old_id="$2"
+  [[ -n "${old_id}" && "$(image_id "${tag}")" != "${old_id}" ]] || return 0
+  # Removing the old test image may already have removed the old base with it.
+  image_exists "${old_id}" || return 0
+  docker image rm "${old_id}" >/dev/null 2>&1 || log "kept the previous ${tag} (${old_id}): still in use"
+}
+
 # Hash of every file of the build context (names and contents), so that an image
 # built from other sources is rebuilt.
 context_hash() {
@@ -135,8 +147,10 @@ main() {
   exec 9>"${LOCK_FILE}"
   flock 9
 
-  local base_built=0
-  if (( rebuild == 1 )) || ! image_exists "${BASE_IMAGE}"; then
+  local base_built=0 old_base old_test
+  old_base="$(image_id "${BASE_IMAGE}")"
+  old_test="$(image_id "${TEST_IMAGE}")"
+  if (( rebuild == 1 )) || [[ -z "${old_base}" ]]; then
     local start=${SECONDS}
     build_base
     base_built=1
@@ -154,6 +168,8 @@ main() {
     local start=${SECONDS}
     build_test "${hash}" "${rebuild}"
     log "${TEST_IMAGE} built in $((SECONDS - start))s"
+    remove_replaced "${TEST_IMAGE}" "${old_test}"
+    remove_replaced "${BASE_IMAGE}" "${old_base}"
   else
     log "${TEST_IMAGE} present and up to date"
   fi
