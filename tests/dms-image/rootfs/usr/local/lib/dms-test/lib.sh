@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Functions shared by the entrypoint and the change detector of the dms-test
+# image. They turn the files of the DMS config volume (/tmp/docker-mailserver)
+# into Postfix and Dovecot configuration, as the docker-mailserver image does.
+# Sourced, not run.
+# shellcheck disable=SC2034 # the constants are used by the scripts that source this
+
+readonly DMS_CONFIG=/tmp/docker-mailserver
+readonly DMS_CHKSUM_FILE=/tmp/docker-mailserver-config-chksum
+readonly DMS_VMAIL_UID=5000
+readonly DMS_VMAIL_GID=5000
+readonly DMS_RUN_DIR=/run/dms-test
+readonly DMS_TLS_DIR=/etc/dms-test/tls
+
+# Config-volume files whose changes the change detector applies while running.
+readonly DMS_WATCHED_FILES=(
+  postfix-accounts.cf
+  postfix-virtual.cf
+  postfix-regexp.cf
+  postfix-relaymap.cf
+  postfix-sasl-password.cf
+  dovecot-quotas.cf
+)
+
+# ---------------------------------------------------------------------------
+# Logging: "<date> LEVEL <program>: message" on stderr, filtered by LOG_LEVEL
+# (error, warn, info, debug, trace; default info).
+
+_log_rank() {
+  case "${1,,}" in
+    error) echo 1 ;;
+    warn) echo 2 ;;
+    debug) echo 4 ;;
+    trace) echo 5 ;;
+    *) echo 3 ;;
+  esac
+}
+
+_log() {
+  local level="$1"; shift
+  (( $(_log_rank "${level}") <= $(_log_rank "${LOG_LEVEL:-info}") )) || return 0
+  printf '%s %-5s %s: %s\n' "$(date --rfc-3339=seconds)" "${level^^}" "${DMS_PROG:-dms-test}" "$*" >&2
+}
+
+_die() {
+  _log error "$*"
+  exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Reading config-volume files.
+
+# Like DMS: CRLF line endings and a missing final newline are fixed in place
+# (when the file is writable), so that every line is read.
+_fix_line_endings() {
+  local file="$1"
+  [[ -s "${file}" ]] || return 0
+  if grep -q $'\r' "${file}"; then
+    if [[ -w "${file}" ]]; then
+      _log warn "File '${file}' contains CRLF line-endings - converting to LF"
+      sed -i 's/\r//g' "${file}"
+    else
+      _log warn "File '${file}' contains CRLF line-endings and is not writable - cannot convert"
+    fi
+  fi
+  if [[ -n "$(tail -c 1 "${file}")" ]]; then
+    if [[ -w "${file}" ]]; then
+      printf '\n' >>"${file}"
+      _log info "File '${file}' was missing a final newline - this has been fixed"
+    else
+      _log warn "File '${file}' is missing a final newline and is not writable - its last line is ignored"
+    fi
+  fi
+}
+
+# Print the data lines of a file: blank lines and lines whose first non-blank
+# character is '#' are skipped. Prints nothing if the file does not exist.
+_valid_lines() {
+  local file="$1"
+  [[ -f "${file}" ]] || return 0
+  _fix_line_endings "${file}"
+  grep -E -v '^\s*$|^\s*#' "${file}" || true
+}
+
+# Replace DEST with the content read from stdin, atomically.
+_install_file() {
+  local dest="$1" owner="${2:-root:root}" mode="${3:-0644}" tmp
+  tmp="$(mktemp "${dest}.XXXXXX")"
+  cat >"${tmp}"
+  chown "${owner}" "${tmp}"
+  chmod "${mode}" "${tmp}"
+  mv -f "${tmp}" "${dest}"
+}
+
+# postconf -e, then make main.cf look older: Postfix programs that read a
+# main.cf changed within the last second wait until it is not (about 2 s).
+_postconf() {
+  postconf -e "$@"
+  touch -d '3 seconds ago' /etc/postfix/main.cf
+}
+
+_enabled() {
+  [[ "${1:-0}" == 1 ]]
+}
+
+# ---------------------------------------------------------------------------
+# Accounts, quotas, virtual domains, aliases.
+
+# QUOTA of LOGIN from dovecot-quotas.cf (`user@domain:QUOTA`), matched exactly
+# and without regard to case.
+_quota_for() {
+  local login="${1,,}"
+  _valid_lines "${DMS_CONFIG}/dovecot-quotas.cf" \
+    | awk -F: -v key="${login}" 'NF == 2 && tolower($1) == key { print $2; exit }'
+}
+
+_make_maildir_home() {
+  local domain="$1" user="$2" dir
+  for dir in "/var/mail/${domain}" "/var/mail/${domain}/${user}" "/var/mail/${domain}/${user}/home"; do
+    if [[ ! -d "${dir}" ]]; then
+      mkdir "${dir}"
+      chown "${DMS_VMAIL_UID}:${DMS_VMAIL_GID}" "${dir}"
+    fi
+  done
+}
+
+# postfix-accounts.cf -> /etc/dovecot/userdb (passdb and userdb) and
+# /etc/postfix/vmailbox (virtual_mailbox_maps).
+_build_accounts() {
+  local accounts="${DMS_CONFIG}/postfix-accounts.cf"
+  local header="# Generated at start and on change from ${accounts}: edit that file instead."
+  local userdb vmailbox login pass attrs user domain quota line
+  userdb="$(mktemp)"
+  vmailbox="$(mktemp)"
+  printf '%s\n' "${header}" >"${userdb}"
+  printf '%s\n' "${header}" >"${vmailbox}"
+
+  while IFS='|' read -r login pass attrs; do
+    if [[ "${login}" != *@* ]]; then
+      _log warn "Ignoring line of postfix-accounts.cf without a user@domain login: '${login}'"
+      continue
+    fi
+    user="${login%%@*}"
+    domain="${login#*@}"
+
+    line="${login} ${domain}/${user}/"
+    if grep -qxF -- "${line}" "${vmailbox}"; then
+      _log warn "User '${login}' will not be added to '/etc/postfix/vmailbox' twice"
+    else
+      printf '%s\n' "${line}" >>"${vmailbox}"
+    fi
+
+    if _enabled "${ENABLE_QUOTAS}"; then
+      quota="$(_quota_for "${login}")"
+      if [[ -n "${quota}" ]]; then
+        attrs="${attrs:+${attrs} }userdb_quota_rule=*:bytes=${quota}"
+      fi
+    fi
+    line="${login}:${pass}:${DMS_VMAIL_UID}:${DMS_VMAIL_GID}::/var/mail/${domain}/${user}/home::${attrs}"
+    if grep -qxF -- "${line}" "${userdb}"; then
+      _log warn "Login '${login}' will not be added to '/etc/dovecot/userdb' twice"
+    else
+      printf '%s\n' "${line}" >>"${userdb}"
+    fi
+
+    _make_maildir_home "${domain}" "${user}"
+  done < <(_valid_lines "${accounts}")
+
+  _install_file /etc/dovecot/userdb dovecot:dovecot 0640 <"${userdb}"
+  _install_file /etc/postfix/vmailbox root:root 0644 <"${vmailbox}"
+  rm -f "${userdb}" "${vmailbox}"
+  _log debug "Built /etc/dovecot/userdb and /etc/postfix/vmailbox"
+}
+
+# virtual_mailbox_domains: the domains of all accounts and of all alias keys
+# that have one (user@domain and @domain catch-alls).
+_build_vhost() {
+  {
+    _valid_lines "${DMS_CONFIG}/postfix-accounts.cf" | cut -d'|' -f1 | awk -F@ 'NF > 1 { print $NF }'
+    _valid_lines "${DMS_CONFIG}/postfix-virtual.cf" | awk '{ print $1 }' | awk -F@ 'NF > 1 && $NF != "" { print $NF }'
+  } | sort -u | _install_file /etc/postfix/vhost
+}
+
+# postfix-virtual.cf and postfix-regexp.cf are used as they are.
+_build_aliases() {
+  local name src
+  for name in virtual regexp; do
+    src="${DMS_CONFIG}/postfix-${name}.cf"
+    if [[ -f "${src}" ]]; then
+      _fix_line_endings "${src}"
+      _install_file "/etc/postfix/${name}" <"${src}"
+    else
+      _install_file "/etc/postfix/${name}" </dev/null
+    fi
+  done
+}
+
+# ---------------------------------------------------------------------------
+# Relay hosts (never used for delivery here: outbound mail is disabled).
+
+_relay_in_use() {
+  [[ -f "${DMS_CONFIG}/postfix-relaymap.cf" || -n "${DEFAULT_RELAY_HOST:-}" || -n "${RELAY_HOST:-}" ]]
+}
+
+_build_relay_sasl() {
+  local sasl="${DMS_CONFIG}/postfix-sasl-password.cf" relay=''
+  if [[ ! -f "${sasl}" ]] && [[ -z "${RELAY_USER:-}" || -z "${RELAY_PASSWORD:-}" ]]; then
+    _log warn "Missing relay-host mapped credentials provided via ENV, or from ${sasl}"
+    return 0
+  fi
+  if [[ -n "${DEFAULT_RELAY_HOST:-}" ]]; then
+    relay="${DEFAULT_RELAY_HOST}"
+  elif [[ -n "${RELAY_HOST:-}" ]]; then
+    relay="[${RELAY_HOST}]:${RELAY_PORT:-25}"
+  fi
+  {
+    _valid_lines "${sasl}"
+    if [[ -n "${relay}" && -n "${RELAY_USER:-}" && -n "${RELAY_PASSWORD:-}" ]]; then
+      printf '%s    %s:%s\n' "${relay}" "${RELAY_USER}" "${RELAY_PASSWORD}"
+    fi
+  } | _install_file /etc/postfix/sasl_passwd root:root 0600
+  _postconf \
+    'smtp_sasl_auth_enable = yes' \
+    'smtp_sasl_password_maps = texthash:/etc/postfix/sasl_passwd' \
+    'smtp_sasl_security_options = noanonymous' \
+    'smtp_sender_dependent_authentication = yes' \
+    'smtp_tls_security_level = encrypt'
+}
+
+_build_relayhost_map() {
+  local relaymap="${DMS_CONFIG}/postfix-relaymap.cf" map domain escaped
+  map="$(mktemp)"
+  # Only lines with a key and a value: "@domain" alone opts a domain out.
+  _valid_lines "${relaymap}" | grep -E '^\s*[^#[:space:]]\S*\s+\S' >"${map}" || true
+  if [[ -n "${RELAY_HOST:-}" ]]; then
+    while read -r domain; do
+      [[ -n "${domain}" ]] || continue
+      escaped="${domain//./\\.}"
+      # Keep an explicit entry, and honour an opt-out ("@domain" alone).
+      if grep -qE "^\s*@${escaped}\s+" "${map}"; then
+        continue
+      fi
+      if [[ -f "${relaymap}" ]] && grep -qE "^\s*@${escaped}\s*$" "${relaymap}"; then
+        continue
+      fi
+      printf '@%s    [%s]:%s\n' "${domain}" "${RELAY_HOST}" "${RELAY_PORT:-25}" >>"${map}"
+    done </etc/postfix/vhost
+  fi
+  _install_file /etc/postfix/relayhost_map root:root 0600 <"${map}"
+  rm -f "${map}"
+  _postconf 'sender_dependent_relayhost_maps = texthash:/etc/postfix/relayhost_map'
+}
+
+_build_relay() {
+  if ! _relay_in_use; then
+    _log debug "No relay host configured"
+    return 0
+  fi
+  _build_relay_sasl
+  _build_relayhost_map
+}
+
+# Everything derived from the watched files.
+_build_from_watched_files() {
+  _build_accounts
+  _build_vhost
+  _build_aliases
+  _build_relay
+}
+
+# ---------------------------------------------------------------------------
+# Change detection.
+
+_account_count() {
+  local count
+  count="$(grep -cE '.+@.+\|' "${DMS_CONFIG}/postfix-accounts.cf" 2>/dev/null)" || true
+  echo "${count:-0}"
+}
+
+# sha512sum lines of the watched files that exist.
+_checksums() {
+  local file
+  for file in "${DMS_WATCHED_FILES[@]}"; do
+    if [[ -f "${DMS_CONFIG}/${file}" ]]; then
+      sha512sum "${DMS_CONFIG}/${file}"
+    fi
+  done
+}
