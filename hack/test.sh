@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration)
+[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
 ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl
@@ -55,7 +55,15 @@ for step in "${steps[@]}"; do
     integration)
       run_step "integration tests" python -m pytest -q -p no:cacheprovider tests/integration
       ;;
-    *) die "unknown step '$step' (lint, sanity, unit, integration)";;
+    molecule)
+      # Scenarios against a real container engine on this host (needs root: dockerd, debootstrap).
+      run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
+      for scenario in molecule/*/molecule.yml; do
+        scenario="$(basename "$(dirname "$scenario")")"
+        run_step "molecule scenario $scenario" molecule test -s "$scenario"
+      done
+      ;;
+    *) die "unknown step '$step' (lint, sanity, unit, integration, molecule)";;
   esac
 done
 
