@@ -4,9 +4,9 @@
 #
 #   dms-test-base:bookworm  Debian 12 minbase tree made with debootstrap and
 #                           imported with `docker import` (no registry needed)
-#   dms-test:latest         tests/dms-image/Dockerfile on top of that base
+#   dms-test:local         tests/dms-image/Dockerfile on top of that base
 #
-# Each image is built only when missing. dms-test:latest is also rebuilt when
+# Each image is built only when missing. dms-test:local is also rebuilt when
 # the files under tests/dms-image changed since it was built (their hash is kept
 # in an image label). --rebuild rebuilds both from scratch.
 #
@@ -14,7 +14,7 @@
 #
 # Environment:
 #   DMS_TEST_BASE_IMAGE  base image tag (default dms-test-base:bookworm)
-#   DMS_TEST_IMAGE       test image tag (default dms-test:latest)
+#   DMS_TEST_IMAGE       test image tag (default dms-test:local)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,7 +22,7 @@ REPO_ROOT="$(cd "${SCRIPT_DIR}/.." && pwd)"
 readonly SCRIPT_DIR REPO_ROOT
 readonly CONTEXT_DIR="${REPO_ROOT}/tests/dms-image"
 readonly BASE_IMAGE="${DMS_TEST_BASE_IMAGE:-dms-test-base:bookworm}"
-readonly TEST_IMAGE="${DMS_TEST_IMAGE:-dms-test:latest}"
+readonly TEST_IMAGE="${DMS_TEST_IMAGE:-dms-test:local}"
 readonly SUITE=bookworm
 readonly HASH_LABEL=org.dms-test.source-sha256
 readonly LOCK_FILE="${TMPDIR:-/tmp}/dms-test-build-images.lock"

@@ -30,7 +30,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-test-images.sh"
-IMAGE = os.environ.get("DMS_TEST_IMAGE", "dms-test:latest")
+IMAGE = os.environ.get("DMS_TEST_IMAGE", "dms-test:local")
 HOSTNAME = "mail.example.com"
 DOMAIN = "example.com"
 DKIM_SELECTOR = "mail"
