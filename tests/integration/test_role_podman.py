@@ -88,6 +88,15 @@ def test_role_on_podman(tmp_path, podman_env):
         assert not any(task.get('changed') for task in second.tasks), [t for t in second.tasks if t.get('changed')]
         assert subprocess.run(['podman', 'inspect', '-f', '{{.State.StartedAt}}', 'dms-podman-test'],
                               capture_output=True, text=True, check=True).stdout == started
+        # An env change reaches the container (through the 0600 env file, never the podman command line).
+        changed_env = dict(role_task, vars=dict(role_vars, dms_env={'LOG_LEVEL': 'debug'}))
+        third = run_play(tmp_path, [changed_env], env=podman_env, name='env')
+        assert third.rc == 0
+        env = subprocess.run(['podman', 'inspect', '-f', '{{range .Config.Env}}{{println .}}{{end}}',
+                              'dms-podman-test'], capture_output=True, text=True, check=True).stdout.split()
+        assert 'LOG_LEVEL=debug' in env
+        assert subprocess.run(['podman', 'inspect', '-f', '{{.State.StartedAt}}', 'dms-podman-test'],
+                              capture_output=True, text=True, check=True).stdout != started
     finally:
         gone = run_play(tmp_path, [dict(role_task, vars=dict(role_vars, dms_state='absent'))], env=podman_env,
                         name='absent')
