@@ -14,7 +14,6 @@ import os
 import shutil
 import ssl
 import subprocess
-from pathlib import Path
 
 import pytest
 
