@@ -3,7 +3,7 @@
 """Crash safety: module processes killed with SIGKILL while they write.
 
 How the kills land "during writes" (docs/reliability.md): each module runs in its own process through
-crash_driver.py, which runs the module's unchanged main() and reports on a pipe when ConfigDir.commit starts
+module_driver.py, which runs the module's unchanged main() and reports on a pipe when ConfigDir.commit starts
 (``C``) and ends (``E``).  The config dir holds large files (tens of thousands of lines, megabytes), so writing,
 fsyncing and renaming them takes measurable time.  A calibration run per module measures the commit's duration;
 each trial waits for ``C``, sleeps a random time in [0, that duration] and sends SIGKILL.  The state found after
@@ -31,7 +31,7 @@ from reltest import check_config_dir, note, temp_files, tree, write_files
 
 from ansible_collections.dms.mailserver.plugins.module_utils._configdir import ConfigDir, ConfigDirError, TMP_SUFFIX
 
-DRIVER = str(Path(__file__).resolve().parent / 'crash_driver.py')
+DRIVER = str(Path(__file__).resolve().parent / 'module_driver.py')
 RANDOM_TRIALS_PER_MODULE = 15
 BULK = 2000
 _rng = random.Random()
@@ -118,7 +118,7 @@ SCENARIOS = {
 
 
 class Driver:
-    """One run of a module in crash_driver.py, with the pipe it reports on.
+    """One run of a module in module_driver.py, with the pipe it reports on.
 
     Its output goes to files, not pipes: waiting for a killed driver must not wait for children that inherited
     its output.

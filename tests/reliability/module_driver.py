@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run one dms.mailserver module in this process, as Ansible runs it, and tell a watcher where it is.
 
-Usage: python crash_driver.py MODULE ARGS_FILE
+Usage: python module_driver.py MODULE ARGS_FILE
 
 ARGS_FILE holds ``{"ANSIBLE_MODULE_ARGS": {...}}``; the module's own ``main()`` runs unchanged.  The driver only
 wraps functions from the outside to report progress on the pipe whose fd is in ``DMS_CRASH_SIGNAL_FD``:
