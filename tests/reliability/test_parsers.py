@@ -248,9 +248,9 @@ HOSTS = st.one_of(DOMAINS, st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).m
 @TOOLS
 @example([{'domain': 'example.com', 'host': '2001:DB8:0:0::1', 'port': 587, 'username': 'us er\u00a0x',
            'password': 'p#w: \u00a0!'}])
-@given(st.lists(st.fixed_dictionaries({'domain': DOMAINS, 'host': HOSTS, 'port': st.integers(1, 65535),
-                                        'username': USERNAMES, 'password': RELAY_PASSWORDS}),
-                min_size=1, max_size=4, unique_by=lambda r: r['domain']))
+@given(st.lists(st.fixed_dictionaries({
+    'domain': DOMAINS, 'host': HOSTS, 'port': st.integers(1, 65535), 'username': USERNAMES,
+    'password': RELAY_PASSWORDS}), min_size=1, max_size=4, unique_by=lambda r: r['domain']))
 def test_relays_written_are_read_back_by_postfix(relays):
     root = _tmpdir()
     try:
@@ -272,8 +272,8 @@ def test_relays_written_are_read_back_by_postfix(relays):
 
 
 @TOOLS
-@given(st.lists(st.tuples(st.one_of(ADDRESSES, DOMAINS.map(lambda d: '@' + d)), st.lists(ADDRESSES, min_size=1,
-                                                                                          max_size=3)),
+@given(st.lists(st.tuples(st.one_of(ADDRESSES, DOMAINS.map(lambda d: '@' + d)),
+                          st.lists(ADDRESSES, min_size=1, max_size=3)),
                 min_size=1, max_size=3, unique_by=lambda a: a[0].lower()),
        st.lists(st.tuples(LOCALS, DOMAINS, st.lists(ADDRESSES.filter(lambda a: '$' not in a), min_size=1,
                                                     max_size=2)), min_size=1, max_size=3,

@@ -172,8 +172,8 @@ def _check(haystacks, needles, pieces):
 def test_no_secret_in_any_output_log_or_command_line(tmp_path):
     """Two runs at once, one with ANSIBLE_DEBUG=1, while the sampler reads /proc."""
     # Made before the sampler starts: the test's own doveadm calls have test passwords on their command lines.
-    setups = [(name, debug, tmp_path / name, _scenario(tmp_path / name)) for name, debug in (('plain', False),
-                                                                                           ('debug', True))]
+    setups = [(name, debug, tmp_path / name, _scenario(tmp_path / name))
+              for name, debug in (('plain', False), ('debug', True))]
     with ProcSampler() as sampler:
         with ThreadPoolExecutor(2) as pool:
             runs = list(pool.map(lambda item: _run(tmp_path, *item), setups))
@@ -204,8 +204,8 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
     modules = set(re.findall(r'AnsiballZ_(dms_[a-z]+)\.py', '\n'.join(sampler.seen)))
     assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim'}, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
-         'rounds, including every module\'s process' % (seen, len(sampler.seen), len(sampler.environs),
-                                                           sampler.rounds))
+         'rounds, including every module\'s process'
+         % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))
 
 
 def _ed25519_or_pem(text):
