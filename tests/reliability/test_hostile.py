@@ -4,11 +4,11 @@
 overlong values, Unicode look-alikes, path traversal in domains and selectors, and config files (or directories)
 that are symlinks pointing outside config_dir.
 
-Each case runs against a config dir of its own (seeded with a file of every kind), all of them as tasks of one
-playbook with ignore_errors.  A case either fails cleanly -- a message naming the field and the problem, no
-traceback, the config dir byte-identical (symlinks included, compared without following them) and whatever a
-symlink points to outside byte-identical too -- or it is one of the normalisations docs/reliability.md documents,
-whose exact result is checked.
+Each case runs against a config dir of its own (seeded with a file of every kind), all of them as tasks of two
+playbooks (run at once) with ignore_errors.  A case either fails cleanly -- a message naming the field and the
+problem, no traceback, the config dir byte-identical (symlinks included, compared without following them) and
+whatever a symlink points to outside byte-identical too -- or it is one of the normalisations docs/reliability.md
+documents, whose exact result is checked.
 """
 from __future__ import annotations
 
@@ -334,7 +334,7 @@ def test_hostile_input_matrix(tmp_path, key_pem):
             problems.append('%s: %s' % (case_id, exc))
     assert not problems, '\n'.join(problems)
     failures = sum(1 for c in cases if c[3][0] == 'fail')
-    note('hostile input: %d cases in one playbook (%d clean failures with the config dir and every symlink target '
+    note('hostile input: %d cases in two playbooks (%d clean failures with the config dir and every symlink target '
          'byte-identical, %d documented normalisations), %d of them symlinks out of config_dir'
          % (len(cases), failures, len(cases) - failures, len(SYMLINK_CASES)))
 
