@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, sanity, unit, integration (real postfix/dovecot/opendkim tools).
+# The whole test suite: lint, sanity, unit, integration (real postfix/dovecot/opendkim tools), reliability
+# (concurrency, crashes, full disk, secrets, parser properties, hostile input), molecule.
 # Installs what it needs: a Python venv from requirements/test.txt and Debian packages (as root).
-# Usage: hack/test.sh [unit|integration|lint|sanity ...]   (default: everything)
+# Usage: hack/test.sh [lint|sanity|unit|integration|reliability|molecule ...]   (default: everything)
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration molecule)
+[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration reliability molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
 ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time
@@ -55,6 +56,10 @@ for step in "${steps[@]}"; do
     integration)
       run_step "integration tests" python -m pytest -q -p no:cacheprovider tests/integration
       ;;
+    reliability)
+      # docs/reliability.md says what each test proves. The full-disk test mounts a tmpfs (root only).
+      run_step "reliability tests" python -m pytest -q -p no:cacheprovider tests/reliability
+      ;;
     molecule)
       # Scenarios against a real container engine on this host (needs root: dockerd, debootstrap).
       run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
@@ -63,7 +68,7 @@ for step in "${steps[@]}"; do
         run_step "molecule scenario $scenario" molecule test -s "$scenario"
       done
       ;;
-    *) die "unknown step '$step' (lint, sanity, unit, integration, molecule)";;
+    *) die "unknown step '$step' (lint, sanity, unit, integration, reliability, molecule)";;
   esac
 done
 

@@ -96,8 +96,10 @@ def run_transaction(module, plan):
     if params['lock_timeout'] < 0:
         module.fail_json(msg='lock_timeout: %r must be 0 or more seconds' % params['lock_timeout'])
     try:
+        # Backups are made by ConfigDir itself (Ansible's naming), through a temp file: module.backup_local
+        # would leave a partial copy and the run's temp files behind when the disk fills up.
         cfg = ConfigDir(params['config_dir'], lock_timeout=params['lock_timeout'], backup=params['backup'],
-                        check_mode=module.check_mode, backup_func=module.backup_local)
+                        check_mode=module.check_mode)
         with cfg:
             result = plan(cfg)
             extra_mode_fixes = result.pop('_mode_fixes', ())

@@ -17,10 +17,13 @@
   before the first read until after the last write, so concurrent runs against
   one config dir serialise and never lose an update.  The lock dies with its
   process, so a killed run leaves no stale lock; the (empty) lock file stays.
+  Processes forked while it is held (password hashing workers) close their
+  copy of the lock at once, so the lock never outlives the module process.
 * Every write goes to a temp file created 0600 in the target's directory, is
   flushed and fsynced, gets its final owner and mode, and is renamed over the
   target: a reader sees the old or the new file, never a mix.  Temp files a
-  killed run left behind (``.<name>.*.dms-tmp``) are removed by the next run.
+  killed run left behind (``.<name>.*.dms-tmp``, in the config dir or up to
+  three directory levels below it) are removed by the next run that locks.
 * ``backup=True`` keeps the previous version of every file it replaces.
 * Files that resolve (through symlinks) outside the config dir are refused.
 """
@@ -35,6 +38,7 @@ import shutil
 import stat
 import tempfile
 import time
+import weakref
 
 from ansible_collections.dms.mailserver.plugins.module_utils._table import (
     Table, parse_colon, parse_pipe, parse_regexp, parse_whitespace,
@@ -42,6 +46,9 @@ from ansible_collections.dms.mailserver.plugins.module_utils._table import (
 
 LOCK_NAME = '.dms-mailserver.lock'
 TMP_SUFFIX = '.dms-tmp'
+# How deep below config_dir modules write files (opendkim/keys/<domain>/<selector>.private), and so how deep
+# the temp files of a killed run can be.
+TMP_CLEAN_DEPTH = 3
 DEFAULT_CONFIG_DIR = '/opt/docker-mailserver/docker-data/dms/config'
 
 
@@ -74,6 +81,32 @@ FILES = {
     'opendkim_signingtable': FileSpec('opendkim/SigningTable', 0o644, parse_whitespace, hot_reload=False),
     'opendkim_trustedhosts': FileSpec('opendkim/TrustedHosts', 0o644, parse_whitespace, hot_reload=False),
 }
+
+
+# Every ConfigDir of this process that holds its lock.
+_LOCKED = weakref.WeakSet()
+
+
+def _drop_inherited_locks():
+    """In a forked child: close the inherited lock file descriptors.
+
+    A ``flock`` belongs to the open file, which stays open while any process
+    has a descriptor of it: a hashing worker forked under the lock would keep
+    it locked after the module process was killed.  The child never uses the
+    lock, so it lets go of its copy (closing a copy does not unlock the parent).
+    """
+    for cfg in list(_LOCKED):
+        if cfg._lock_fd is not None:
+            try:
+                os.close(cfg._lock_fd)
+            except OSError:
+                pass
+            cfg._lock_fd = None
+    _LOCKED.clear()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class ConfigDirError(Exception):
@@ -184,6 +217,7 @@ class ConfigDir:
         self._staged = {}
         self._texts = {}
         self._cleaned_dirs = set()
+        self._created_dirs = []
         self.exists = os.path.isdir(self.path)
         if os.path.exists(self.path) and not self.exists:
             raise ConfigDirError('config_dir: %r exists but is not a directory' % self.path)
@@ -237,17 +271,30 @@ class ConfigDir:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
         self._lock_fd = fd
+        _LOCKED.add(self)
         if not self.check_mode:
-            self._clean_temp_files(self.path)
-            self._cleaned_dirs.add(os.path.realpath(self.path))
+            self._clean_stale_temp_files()
 
     def unlock(self):
+        _LOCKED.discard(self)
         if self._lock_fd is not None:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             finally:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+    def _clean_stale_temp_files(self):
+        """Remove the temp files of killed runs from config_dir and the directories below it where modules
+        write (TMP_CLEAN_DEPTH levels; symlinked directories are not followed).  Called under the exclusive
+        lock, when no other run can have a temp file in the making."""
+        root = os.path.realpath(self.path)
+        for dirpath, dirnames, dummy in os.walk(root, onerror=lambda exc: None):
+            depth = 0 if dirpath == root else os.path.relpath(dirpath, root).count(os.sep) + 1
+            if depth >= TMP_CLEAN_DEPTH:
+                dirnames[:] = []
+            self._clean_temp_files(dirpath)
+            self._cleaned_dirs.add(dirpath)
 
     @staticmethod
     def _clean_temp_files(directory):
@@ -417,6 +464,12 @@ class ConfigDir:
                     _unlink_quietly(tmp)
             for path in backups:
                 _unlink_quietly(path)
+            for path in reversed(self._created_dirs):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            self._created_dirs = []
             if isinstance(exc, ConfigDirError):
                 raise
             raise ConfigDirError('writing the config dir failed (%s); every file is unchanged'
@@ -440,18 +493,38 @@ class ConfigDir:
         return sorted(set(changed) | set(mode_fixes) | set(owner_fixes)), backups
 
     def _backup(self, real):
+        """A copy of ``real`` named ``<file>.<pid>.<timestamp>~`` (Ansible's backup naming), with its mode,
+        times and owner.
+
+        The copy is made in a temp file and renamed to its name when complete, so a full disk or a kill never
+        leaves a partial copy under a backup's name (and the next run removes the temp file).  Raises OSError.
+        """
         if self._backup_func is not None:
             return self._backup_func(real)
         dest = '%s.%s.%s~' % (real, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S'))
-        shutil.copy2(real, dest)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(real), suffix=TMP_SUFFIX,
+                                   dir=os.path.dirname(real))
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                with open(real, 'rb') as source:
+                    shutil.copyfileobj(source, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            shutil.copystat(real, tmp)
+            if os.geteuid() == 0:
+                st = os.stat(real)
+                os.chown(tmp, st.st_uid, st.st_gid)
+            os.rename(tmp, dest)
+        except OSError:
+            _unlink_quietly(tmp)
+            raise
         return dest
 
     def _write_temp(self, real, text, mode, force_mode, owner=None):
         """A complete, fsynced temp file beside ``real`` with the final owner and mode."""
         directory = os.path.dirname(real)
         if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-            self._chown_like_root(directory)
+            self._make_dirs(directory)
         if directory not in self._cleaned_dirs:
             # Leftovers of a killed run; ours of this commit are created after this.
             self._clean_temp_files(directory)
@@ -481,6 +554,22 @@ class ConfigDir:
             raise ConfigDirError('%s: writing failed (%s); every file is unchanged'
                                  % (real, exc.strerror or exc))
         return tmp
+
+    def _make_dirs(self, directory):
+        """Create ``directory`` and its missing parents (0755, owned like config_dir when root), remembering
+        them so that a commit that fails removes them again."""
+        missing = []
+        path = directory
+        while not os.path.isdir(path) and os.path.dirname(path) != path:
+            missing.append(path)
+            path = os.path.dirname(path)
+        for path in reversed(missing):
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                continue
+            self._created_dirs.append(path)
+            self._chown_like_root(path)
 
     def _chown_like_root(self, directory):
         if os.geteuid() == 0:

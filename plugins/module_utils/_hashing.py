@@ -137,6 +137,18 @@ def _run_chunk(chunk):
     return [_run_job(job) for job in chunk]
 
 
+def _worker_init(parent):
+    """Make a pool worker die with the module process (Linux), so a killed module leaves no orphan hashing on."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ImportError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)  # the module died before the line above took effect
+
+
 def cpu_count() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -163,7 +175,7 @@ def run_jobs(jobs, workers=None):
     size = max(1, -(-len(jobs) // (workers * 4)))
     chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
     results = []
-    with ctx.Pool(processes=workers) as pool:
+    with ctx.Pool(processes=workers, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         for part in pool.imap(_run_chunk, chunks):
             results.extend(part)
     return results

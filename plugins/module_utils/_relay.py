@@ -103,8 +103,9 @@ def _username(value, field):
     if ':' in value:
         _fail(field, '%r contains ":", which separates the username from the password in '
                      'postfix-sasl-password.cf (username:password), so the username cannot contain it' % value)
-    if value != value.strip(' \t'):
-        _fail(field, '%r begins or ends with white space, which Postfix strips from table values' % value)
+    if value != value.strip():
+        _fail(field, '%r begins or ends with white space, which Postfix (or, for non-ASCII white space, the '
+                     'collection reading the file back) strips from table values' % value)
     return value
 
 
@@ -122,8 +123,11 @@ def _password(value, field):
                          'postfix-sasl-password.cf cannot carry it')
         if ord(ch) < 0x20 or 0x7f <= ord(ch) <= 0x9f:
             _fail(field, 'contains a control character (0x%02x), which a Postfix table line cannot carry' % ord(ch))
-    if value != value.strip(' '):
-        _fail(field, 'begins or ends with white space, which Postfix strips from table values')
+    if value != value.strip():
+        # Postfix strips ASCII white space from the ends of a table value; the collection's reader strips any
+        # (a non-breaking space too), and would then rewrite the line on every run.
+        _fail(field, 'begins or ends with white space, which Postfix (or, for non-ASCII white space, the '
+                     'collection reading the file back) strips from table values')
     return value
 
 

@@ -114,6 +114,9 @@ def address(value, field: str) -> str:
               % ', '.join(repr(c) for c in bad))
     if local.startswith('.') or local.endswith('.') or '..' in local:
         _fail(field, value, 'is not a valid address: dots may not lead, trail or repeat in the part before "@"')
+    if local.startswith('#'):
+        _fail(field, value, 'is not a valid address: it begins with "#", and a line of DMS\'s files that begins '
+                            'with "#" is a comment')
     return '%s@%s' % (local, domain(dom, field + ' (domain part)'))
 
 

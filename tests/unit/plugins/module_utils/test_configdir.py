@@ -155,3 +155,107 @@ def test_masker_sasl():
     text = masker.sasl_text('# c\n@d.com user:s3cr:et\n[relay.example.com]:587 u2:pw2\n')
     assert 's3cr' not in text and 'pw2' not in text
     assert '@d.com user:<password #1 masked>' in text
+
+
+def test_stale_temp_files_are_removed_in_subdirectories_too(tmp_path):
+    """Any run's lock removes what a killed run left where modules write (three levels down), not deeper,
+    and never follows a symlinked directory."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / '.x.abc.dms-tmp').write_text('not ours to touch')
+    cfg_path = tmp_path / 'cfg'
+    stale = [cfg_path / '.postfix-accounts.cf.a1.dms-tmp', cfg_path / 'opendkim' / '.KeyTable.b2.dms-tmp',
+             cfg_path / 'opendkim' / 'keys' / 'example.com' / '.mail.private.c3.dms-tmp',
+             cfg_path / 'rspamd' / 'dkim' / '.rsa-2048-mail-example.com.private.txt.d4.dms-tmp']
+    deeper = cfg_path / 'a' / 'b' / 'c' / 'd' / '.deep.e5.dms-tmp'
+    for path in stale + [deeper]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('partial')
+    os.symlink(str(outside), str(cfg_path / 'opendkim' / 'keys' / 'linked'))
+    with ConfigDir(str(cfg_path)):
+        pass
+    assert [p for p in stale if p.exists()] == []
+    assert deeper.exists()
+    assert (outside / '.x.abc.dms-tmp').exists()
+
+
+def test_check_mode_removes_no_temp_file(tmp_path):
+    stale = tmp_path / 'opendkim' / '.KeyTable.b2.dms-tmp'
+    stale.parent.mkdir()
+    stale.write_text('partial')
+    (tmp_path / LOCK_NAME).write_text('')
+    with ConfigDir(str(tmp_path), check_mode=True):
+        pass
+    assert stale.exists()
+
+
+def test_forked_child_does_not_keep_the_lock(tmp_path):
+    """A process forked under the lock (a hashing worker) lets go of it: when the parent's descriptor closes
+    without unlocking (the parent was killed), the lock is free although the child still runs."""
+    holder = ConfigDir(str(tmp_path))
+    holder.lock()
+    ready, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: say it runs (the fork hooks have run by then), outlive the parent's lock
+        os.write(ready_w, b'r')
+        time.sleep(5)
+        os._exit(0)
+    os.close(ready_w)
+    try:
+        assert os.read(ready, 1) == b'r'
+        os.close(ready)
+        os.close(holder._lock_fd)  # what the kernel does when the parent dies
+        holder._lock_fd = None
+        with ConfigDir(str(tmp_path), lock_timeout=0):
+            pass
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def test_backup_that_fails_leaves_no_partial_copy(tmp_path, monkeypatch):
+    import shutil
+    (tmp_path / 'postfix-virtual.cf').write_text('x@d.com y@d.com\n' * 100)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def half_copy(source, target, *args):
+        target.write(source.read(10))
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(shutil, 'copyfileobj', half_copy)
+    with pytest.raises(ConfigDirError) as err:
+        with ConfigDir(str(tmp_path), backup=True) as cfg:
+            cfg.table('virtual').set('z@d.com', 'z@d.com w@d.com')
+            cfg.commit()
+    assert 'No space left on device' in str(err.value) and 'unchanged' in str(err.value)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != LOCK_NAME}
+    assert after == before
+
+
+def test_backup_keeps_mode_and_content(tmp_path):
+    target = tmp_path / 'postfix-sasl-password.cf'
+    target.write_text('@d.com u:p\r\n')
+    os.chmod(target, 0o600)
+    with ConfigDir(str(tmp_path), backup=True) as cfg:
+        cfg.table('sasl').set('@e.com', '@e.com v:q')
+        dummy, backups = cfg.commit()
+    [backup] = backups
+    assert os.path.basename(backup).startswith('postfix-sasl-password.cf.%d.' % os.getpid())
+    assert backup.endswith('~')
+    assert open(backup, 'rb').read() == b'@d.com u:p\r\n'
+    assert _mode(backup) == 0o600
+    assert not [p for p in os.listdir(tmp_path) if p.endswith('.dms-tmp')]
+
+
+def test_failed_commit_removes_the_directories_it_created(tmp_path, monkeypatch):
+    (tmp_path / 'keep.txt').write_text('x')
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', failing_fsync)
+    with pytest.raises(ConfigDirError):
+        with ConfigDir(str(tmp_path)) as cfg:
+            cfg.stage('rspamd/dkim/key.private.txt', 'secret\n', mode=0o600)
+            cfg.commit()
+    monkeypatch.setattr(os, 'fsync', real_fsync)
+    assert sorted(os.listdir(tmp_path)) == sorted([LOCK_NAME, 'keep.txt'])

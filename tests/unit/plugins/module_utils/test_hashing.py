@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _hashing as h
@@ -59,3 +61,29 @@ def test_run_jobs_parallel_matches_serial():
     parallel = h.run_jobs(jobs, workers=2)
     assert serial[:40] == parallel[:40] == [True, False] * 20
     assert all(h.verify_password('x', r) for r in parallel[40:])
+
+
+def test_pool_workers_die_with_the_module_process():
+    """_worker_init asks the kernel to kill a worker when its parent dies, and exits at once when the parent
+    is already gone."""
+    import ctypes
+    import signal
+    from ansible_collections.dms.mailserver.plugins.module_utils._hashing import _worker_init
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            _worker_init(os.getppid())
+            value = ctypes.c_int(0)
+            ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(value))  # PR_GET_PDEATHSIG
+            code = 0 if value.value == signal.SIGKILL else 4
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] >> 8 == 0
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _worker_init(os.getppid() + 1000000)  # not our parent: as if the module died before the worker started
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] >> 8 == 1

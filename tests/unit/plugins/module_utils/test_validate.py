@@ -35,6 +35,7 @@ BAD_ADDRESSES = [
     ('user@10.0.0.1', 'numeric'),
     ('a%b@example.com', 'contains'),
     ('x' * 65 + '@example.com', '64'),
+    ('#user@example.com', 'comment'),  # found by tests/reliability/test_parsers.py: the line would be a comment
 ]
 
 
