@@ -4,12 +4,12 @@
 #
 #   dms-test-base:bookworm  Debian 12 minbase tree made with debootstrap and
 #                           imported with `docker import` (no registry needed)
-#   dms-test:latest         tests/dms-image/Dockerfile on top of that base
-#   dms-fw-test:latest      tests/firewall-image/Dockerfile on top of that base:
+#   dms-test:local          tests/dms-image/Dockerfile on top of that base
+#   dms-fw-test:local      tests/firewall-image/Dockerfile on top of that base:
 #                           the hosts and clients of the molecule scenario
 #                           "firewall" (nftables, ufw, firewalld, sshd)
 #
-# Each image is built only when missing. dms-test:latest and dms-fw-test:latest
+# Each image is built only when missing. dms-test:local and dms-fw-test:local
 # are also rebuilt when the files of their build context changed since they were
 # built (their hash is kept in an image label), or when the base was rebuilt.
 # --rebuild rebuilds all of them from scratch.
@@ -18,8 +18,8 @@
 #
 # Environment:
 #   DMS_TEST_BASE_IMAGE  base image tag (default dms-test-base:bookworm)
-#   DMS_TEST_IMAGE       test image tag (default dms-test:latest)
-#   DMS_FW_TEST_IMAGE    firewall scenario image tag (default dms-fw-test:latest)
+#   DMS_TEST_IMAGE       test image tag (default dms-test:local)
+#   DMS_FW_TEST_IMAGE    firewall scenario image tag (default dms-fw-test:local)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,9 +27,9 @@ REPO_ROOT="$(cd "${SCRIPT_DIR}/.." && pwd)"
 readonly SCRIPT_DIR REPO_ROOT
 readonly CONTEXT_DIR="${REPO_ROOT}/tests/dms-image"
 readonly BASE_IMAGE="${DMS_TEST_BASE_IMAGE:-dms-test-base:bookworm}"
-readonly TEST_IMAGE="${DMS_TEST_IMAGE:-dms-test:latest}"
+readonly TEST_IMAGE="${DMS_TEST_IMAGE:-dms-test:local}"
 readonly FW_CONTEXT_DIR="${REPO_ROOT}/tests/firewall-image"
-readonly FW_IMAGE="${DMS_FW_TEST_IMAGE:-dms-fw-test:latest}"
+readonly FW_IMAGE="${DMS_FW_TEST_IMAGE:-dms-fw-test:local}"
 readonly SUITE=bookworm
 readonly HASH_LABEL=org.dms-test.source-sha256
 readonly LOCK_FILE="${TMPDIR:-/tmp}/dms-test-build-images.lock"
@@ -136,7 +136,7 @@ build_test() {
     || die "docker build of ${TEST_IMAGE} failed"
 }
 
-# The firewall scenario's image, built like dms-test:latest from its own context
+# The firewall scenario's image, built like dms-test:local from its own context
 # (its own function: the DMS stand-in's steps stay as they are).
 build_firewall_image() {
   local base_built="$1" rebuild="$2" hash current='' old start
