@@ -20,7 +20,8 @@ SCENARIO = Path(__file__).resolve().parents[1]
 TOPOLOGY = yaml.safe_load((SCENARIO / 'vars' / 'topology.yml').read_text())
 ROLE_VARS = yaml.safe_load((SCENARIO / 'vars' / 'role.yml').read_text())
 TARGETS = sorted(TOPOLOGY['dms_fw_targets'])
-OFFICE, OUTSIDE = 'dms-fw-client-office', 'dms-fw-client-outside'
+OFFICE = 'dms-fw-client-office'
+OUTSIDE = 'dms-fw-client-outside'
 CLIENT_NETWORK = {OFFICE: 'dms-fw-office', OUTSIDE: 'dms-fw-outside'}
 BACKEND = TOPOLOGY['dms_fw_backend']['name']
 
