@@ -15,6 +15,7 @@ import binascii
 import ipaddress
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 ANY4 = '0.0.0.0/0'
 ANY6 = '::/0'
@@ -304,13 +305,14 @@ def _ufw_simple(tup):
             and tup['dst'] in (ANY4, ANY6))
 
 
-def ufw_plan(rules, tuples, keep_ssh=False):
+def ufw_plan(rules, tuples, keep_ssh=False, ipv6=True):
     """ufw changes: role rules to delete (no longer wanted) and to add; rules the host already has
-    identically under another comment are left alone and not claimed."""
+    identically under another comment are left alone and not claimed. With ufw's IPV6=no (``ipv6`` false) ufw
+    takes no IPv6 rules at all."""
     desired = {}
     for rule in rules:
         comment = UFW_SSH_COMMENT if rule['ssh'] else UFW_COMMENT
-        for src in rule['v4'] + rule['v6']:
+        for src in rule['v4'] + (rule['v6'] if ipv6 else []):
             desired[('allow', rule['proto'], str(rule['port']), src)] = comment
     ours = [t for t in tuples if t['comment'] in (UFW_COMMENT, UFW_SSH_COMMENT)]
     foreign = {_ufw_spec(t) for t in tuples if t not in ours and _ufw_simple(t)}
@@ -388,7 +390,10 @@ def dms_firewall_plan(config):
     engine = config.get('engine') or 'none'
     if engine not in ('docker', 'podman', 'none'):
         raise AnsibleFilterError('dms_firewall_container_engine: %r is not docker, podman or none' % (engine,))
-    ipv6 = bool(config.get('ipv6', True))
+    try:
+        ipv6 = boolean(config.get('ipv6', True), strict=True)
+    except TypeError:
+        raise AnsibleFilterError('dms_firewall_ipv6: %r is not a boolean' % (config.get('ipv6'),))
 
     conn = ssh_connection(config.get('ssh_connection'))
     fallback_port = config.get('connection_port')
@@ -424,6 +429,16 @@ def dms_firewall_plan(config):
                                 'source address is unknown (no SSH_CONNECTION): make sure it is among them'
                                 % connection['port'])
 
+    ufw_ipv6 = True
+    if backend == 'ufw':
+        for line in str(config.get('ufw_defaults') or '').splitlines():
+            if line.strip().startswith('IPV6='):
+                ufw_ipv6 = line.split('=', 1)[1].strip().strip('"\'').lower() == 'yes'
+        if not ufw_ipv6 and state == 'present' and any(r['v6'] for r in rules):
+            warnings.append('ufw is set to IPV6=no (/etc/default/ufw), so it does not filter IPv6 at all and takes '
+                            'no IPv6 rules: the IPv6 sources of the rules are not applied. Set IPV6=yes there, or '
+                            'dms_firewall_ipv6: false if the host has no IPv6.')
+
     forward = engine != 'none'
     nft = nft_ruleset(rules, input_chain=backend == 'nftables', forward_chain=forward)
     tuples = ufw_tuples(config.get('ufw_rules'))
@@ -434,7 +449,7 @@ def dms_firewall_plan(config):
         'lockout': problem,
         'warnings': warnings,
         'nft': nft,
-        'ufw': ufw_plan(rules, tuples, keep_ssh=state == 'absent') if backend == 'ufw' else {},
+        'ufw': ufw_plan(rules, tuples, keep_ssh=state == 'absent', ipv6=ufw_ipv6) if backend == 'ufw' else {},
         'firewalld': firewalld_plan(rules, config.get('firewalld_services'), config.get('firewalld_rich_rules'),
                                     config.get('firewalld_service_files'), keep_ssh=state == 'absent')
         if backend == 'firewalld' else {},

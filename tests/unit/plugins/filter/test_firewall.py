@@ -19,7 +19,8 @@ from ansible_collections.dms.mailserver.plugins.filter.firewall import (
 )
 from ansible_collections.dms.mailserver.plugins.filter.ports import dms_host_port_list, dms_mail_ports
 
-OFFICE4, OFFICE6 = '198.51.100.0/24', '2001:db8:1::/48'
+OFFICE4 = '198.51.100.0/24'
+OFFICE6 = '2001:db8:1::/48'
 
 
 def by_key(rules):
@@ -331,3 +332,24 @@ def test_host_port_list():
     assert dms_host_port_list([25], None) == [25]
     with pytest.raises(AnsibleFilterError):
         dms_host_port_list([25], [1, 2])
+
+
+def test_plan_ufw_with_ipv6_off_takes_no_ipv6_rules_and_says_so():
+    plan = dms_firewall_plan(base(backend='ufw', engine='none', ufw_rules='',
+                                  ufw_defaults='# comment\nIPV6=no\nDEFAULT_INPUT_POLICY="DROP"\n'))
+    assert plan['ufw']['add'] and all(':' not in a['from_ip'] for a in plan['ufw']['add'])
+    assert 'IPV6=no' in plan['warnings'][0]
+    plan = dms_firewall_plan(base(backend='ufw', engine='none', ufw_rules='', ufw_defaults='IPV6=yes\n'))
+    assert any(a['from_ip'] == '::/0' for a in plan['ufw']['add']) and plan['warnings'] == []
+
+
+@pytest.mark.parametrize('value,expected', [(False, False), ('false', False), ('no', False), ('yes', True), (1, True)])
+def test_plan_ipv6_switch_accepts_ansible_booleans(value, expected):
+    plan = dms_firewall_plan(base(ipv6=value, sources={}))
+    rule = [r for r in plan['rules'] if r['port'] == 25][0]
+    assert (rule['v6'] == ['::/0']) is expected
+
+
+def test_plan_ipv6_switch_rejects_non_booleans():
+    with pytest.raises(AnsibleFilterError, match='dms_firewall_ipv6'):
+        dms_firewall_plan(base(ipv6='maybe'))
