@@ -50,7 +50,7 @@ def sh(container, script, check=True):
     return docker_exec(container, 'bash', '-c', script, check=check).stdout
 
 
-def probe(client, endpoints, timeout=2.0):
+def probe(client, endpoints, timeout=3.0):
     """Connect from a client container to every endpoint at once: {endpoint: 'accepted <banner>' | ...}."""
     out = docker_exec(client, 'dms-fw-probe', '--timeout', str(timeout), *endpoints).stdout
     return json.loads(out)
