@@ -4,17 +4,22 @@
 #
 #   dms-test-base:bookworm  Debian 12 minbase tree made with debootstrap and
 #                           imported with `docker import` (no registry needed)
-#   dms-test:local         tests/dms-image/Dockerfile on top of that base
+#   dms-test:local          tests/dms-image/Dockerfile on top of that base
+#   dms-fw-test:local      tests/firewall-image/Dockerfile on top of that base:
+#                           the hosts and clients of the molecule scenario
+#                           "firewall" (nftables, ufw, firewalld, sshd)
 #
-# Each image is built only when missing. dms-test:local is also rebuilt when
-# the files under tests/dms-image changed since it was built (their hash is kept
-# in an image label). --rebuild rebuilds both from scratch.
+# Each image is built only when missing. dms-test:local and dms-fw-test:local
+# are also rebuilt when the files of their build context changed since they were
+# built (their hash is kept in an image label), or when the base was rebuilt.
+# --rebuild rebuilds all of them from scratch.
 #
 # Usage: hack/build-test-images.sh [--rebuild]
 #
 # Environment:
 #   DMS_TEST_BASE_IMAGE  base image tag (default dms-test-base:bookworm)
 #   DMS_TEST_IMAGE       test image tag (default dms-test:local)
+#   DMS_FW_TEST_IMAGE    firewall scenario image tag (default dms-fw-test:local)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +28,8 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly CONTEXT_DIR="${REPO_ROOT}/tests/dms-image"
 readonly BASE_IMAGE="${DMS_TEST_BASE_IMAGE:-dms-test-base:bookworm}"
 readonly TEST_IMAGE="${DMS_TEST_IMAGE:-dms-test:local}"
+readonly FW_CONTEXT_DIR="${REPO_ROOT}/tests/firewall-image"
+readonly FW_IMAGE="${DMS_FW_TEST_IMAGE:-dms-fw-test:local}"
 readonly SUITE=bookworm
 readonly HASH_LABEL=org.dms-test.source-sha256
 readonly LOCK_FILE="${TMPDIR:-/tmp}/dms-test-build-images.lock"
@@ -48,11 +55,11 @@ remove_replaced() {
   docker image rm "${old_id}" >/dev/null 2>&1 || log "kept the previous ${tag} (${old_id}): still in use"
 }
 
-# Hash of every file of the build context (names and contents), so that an image
-# built from other sources is rebuilt.
+# Hash of every file of a build context (names and contents), so that an image
+# built from other sources is rebuilt. Default context: tests/dms-image.
 context_hash() {
   (
-    cd "${CONTEXT_DIR}"
+    cd "${1:-${CONTEXT_DIR}}"
     find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
     find . -type f -perm -u+x -print0 | LC_ALL=C sort -z | xargs -0 -r printf 'exec %s\n'
   ) | sha256sum | cut -d' ' -f1
@@ -129,6 +136,30 @@ build_test() {
     || die "docker build of ${TEST_IMAGE} failed"
 }
 
+# The firewall scenario's image, built like dms-test:local from its own context
+# (its own function: the DMS stand-in's steps stay as they are).
+build_firewall_image() {
+  local base_built="$1" rebuild="$2" hash current='' old start
+  [[ -f "${FW_CONTEXT_DIR}/Dockerfile" ]] || die "no Dockerfile in ${FW_CONTEXT_DIR}"
+  hash="$(context_hash "${FW_CONTEXT_DIR}")"
+  old="$(image_id "${FW_IMAGE}")"
+  if [[ -n "${old}" ]]; then
+    current="$(docker image inspect -f "{{ index .Config.Labels \"${HASH_LABEL}\" }}" "${FW_IMAGE}")"
+  fi
+  if (( rebuild == 1 || base_built == 1 )) || [[ "${current}" != "${hash}" ]]; then
+    start=${SECONDS}
+    local -a args=(--network host --label "${HASH_LABEL}=${hash}" -t "${FW_IMAGE}")
+    (( rebuild == 1 )) && args+=(--no-cache)
+    log "building ${FW_IMAGE} from ${FW_CONTEXT_DIR}"
+    DOCKER_BUILDKIT=0 docker build "${args[@]}" "${FW_CONTEXT_DIR}" >&2 \
+      || die "docker build of ${FW_IMAGE} failed"
+    log "${FW_IMAGE} built in $((SECONDS - start))s"
+    remove_replaced "${FW_IMAGE}" "${old}"
+  else
+    log "${FW_IMAGE} present and up to date"
+  fi
+}
+
 main() {
   local rebuild=0
   while (( $# > 0 )); do
@@ -169,10 +200,13 @@ main() {
     build_test "${hash}" "${rebuild}"
     log "${TEST_IMAGE} built in $((SECONDS - start))s"
     remove_replaced "${TEST_IMAGE}" "${old_test}"
-    remove_replaced "${BASE_IMAGE}" "${old_base}"
   else
     log "${TEST_IMAGE} present and up to date"
   fi
+
+  build_firewall_image "${base_built}" "${rebuild}"
+  # Last: the images built from the previous base are replaced by now.
+  remove_replaced "${BASE_IMAGE}" "${old_base}"
 }
 
 main "$@"

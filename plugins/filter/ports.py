@@ -100,6 +100,14 @@ def dms_port_mapping(port, bind_address='0.0.0.0', host_ports=None):
     return '%s:%s' % (host_port, port)
 
 
+def dms_host_port_list(ports, host_ports=None):
+    """The host-side ports for container ports, with the same overrides dms_port_mapping applies; sorted."""
+    host_ports = host_ports or {}
+    if not isinstance(host_ports, dict):
+        raise AnsibleFilterError('dms_host_ports: expected a dict keyed by container port')
+    return sorted(int(host_ports.get(port, host_ports.get(str(port), port))) for port in ports or [])
+
+
 def dms_summary(result):
     """The non-secret part of a dms_* module result: what was created, updated, removed."""
     result = result or {}
@@ -117,4 +125,5 @@ class FilterModule:
             'dms_env_problems': dms_env_problems,
             'dms_summary': dms_summary,
             'dms_port_mapping': dms_port_mapping,
+            'dms_host_port_list': dms_host_port_list,
         }
