@@ -276,8 +276,9 @@ def dms_dns_table(dns):
             if lines:
                 lines.append('')
             lines.append('; %s' % domain)
+        optional = '' if record['required'] else '   ; optional'
         lines.append('%-*s %6s IN %-5s %s%s' % (width, record['name'] + '.', record['ttl'], record['type'],
-                                                 record['rdata'], '' if record['required'] else '   ; optional'))
+                                                record['rdata'], optional))
     for dom in sorted(policies):
         lines.append('')
         lines.append('; MTA-STS policy for https://mta-sts.%s/.well-known/mta-sts.txt' % dom)

@@ -248,8 +248,8 @@ def dms_inventory_errors(data):
     for key in s_accounts:
         if key in accounts:
             errors.append('%s: %s is managed by the inventory (%s); change it there, or the next run of the '
-                          'accounts or site playbook puts the inventory\'s values back' % (SURVEY_ACCOUNT, key,
-                                                                                          accounts[key][0]))
+                          'accounts or site playbook puts the inventory\'s values back'
+                          % (SURVEY_ACCOUNT, key, accounts[key][0]))
         elif key in aliases:
             errors.append('%s: %s is an alias in the inventory (%s)' % (SURVEY_ACCOUNT, key, aliases[key][0]))
         elif exclusive_acc:
@@ -258,8 +258,8 @@ def dms_inventory_errors(data):
     for key in s_aliases:
         if key in aliases:
             errors.append('%s: %s is managed by the inventory (%s); change it there, or the next run of the '
-                          'accounts or site playbook puts the inventory\'s values back' % (SURVEY_ALIAS, key,
-                                                                                          aliases[key][0]))
+                          'accounts or site playbook puts the inventory\'s values back'
+                          % (SURVEY_ALIAS, key, aliases[key][0]))
         elif exclusive_ali:
             errors.append('%s: dms_aliases_exclusive is true for this host, so the next inventory run would '
                           'remove %s again; add it to dms_aliases instead' % (SURVEY_ALIAS, key))

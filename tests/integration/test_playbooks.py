@@ -83,8 +83,8 @@ def test_host_vars_override_the_group_on_one_host_only(group):
 def test_shared_dkim_keeps_the_key_one_host_already_has(tmp_path):
     group = Group(tmp_path)
     # mx2 alone has a key for example.com (for example the old single server); mx1 comes first in the play.
-    made = run_play(tmp_path, [{'dms.mailserver.dms_dkim': {'config_dir': str(group.config('mx2')),
-                                                              'domain': 'example.com'}}])
+    task = {'dms.mailserver.dms_dkim': {'config_dir': str(group.config('mx2')), 'domain': 'example.com'}}
+    made = run_play(tmp_path, [task])
     assert made.rc == 0, made.stdout
     key = (group.config('mx2') / 'opendkim/keys/example.com/mail.private').read_bytes()
     run = run_playbook(group, 'site')
