@@ -57,7 +57,7 @@ def run_playbook(tmp, path, interpreter=PYTHON):
     if proc.returncode != 0:
         raise SystemExit('playbook %s failed:\n%s\n%s' % (path, proc.stdout[-3000:], proc.stderr[-3000:]))
     data = json.loads(proc.stdout)
-    stats = data['stats']['localhost']
+    stats = data['stats'].get('localhost', {'changed': 0})
     return elapsed, stats
 
 

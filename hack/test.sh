@@ -10,7 +10,7 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
-ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl
+ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time
 stage
 cd "$STAGE"
 

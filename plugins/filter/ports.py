@@ -45,6 +45,21 @@ def dms_mail_ports(env):
     return sorted(ports)
 
 
+def dms_env_problems(env):
+    """What an env file cannot carry, as messages naming the keys (never the values, which may be secrets)."""
+    problems = []
+    for key in sorted(env or {}, key=str):
+        if not isinstance(key, str) or not key or key[0].isdigit() or \
+                not all(c.isalnum() or c == '_' for c in key):
+            problems.append('dms_env: %r is not a valid environment variable name' % (key,))
+            continue
+        value = env[key]
+        if isinstance(value, str) and any(c in value for c in '\r\n\x00'):
+            problems.append('dms_env.%s: the value contains a line break or NUL byte, which an env file cannot '
+                            'carry' % key)
+    return problems
+
+
 def dms_env_strings(env):
     """The environment with every value as the string DMS reads: booleans 1/0, None empty.
 
@@ -99,6 +114,7 @@ class FilterModule:
             'dms_mail_ports': dms_mail_ports,
             'dms_env_file': dms_env_file,
             'dms_env_strings': dms_env_strings,
+            'dms_env_problems': dms_env_problems,
             'dms_summary': dms_summary,
             'dms_port_mapping': dms_port_mapping,
         }

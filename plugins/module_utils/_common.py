@@ -115,3 +115,29 @@ def run_transaction(module, plan):
         result['diff'] = diff
     prune_no_log_values(module, result)
     module.exit_json(**result)
+
+
+def run_module(module, normalize, plan):
+    """The body every state module shares.
+
+    ``normalize(params)`` validates the options and returns a tuple whose last
+    item is a list of warnings; the other items are handed to
+    ``plan(cfg, *items)``, which edits the locked config dir (see
+    :func:`run_transaction`).  Validation errors end in ``fail_json`` before the
+    config dir is touched; warnings from either step reach ``module.warn``.
+    """
+    try:
+        prepared = normalize(module.params)
+    except ValidationError as exc:
+        module.fail_json(msg=str(exc))
+    *items, warnings = prepared
+    for warning in warnings:
+        module.warn(warning)
+
+    def _plan(cfg):
+        result = plan(cfg, *items)
+        for warning in result.pop('_warnings', ()):
+            module.warn(warning)
+        return result
+
+    run_transaction(module, _plan)

@@ -222,9 +222,8 @@ backup_files:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _accounts
-from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_transaction
+from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_module
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import PASSLIB_IMPORT_ERROR, SCHEMES
-from ansible_collections.dms.mailserver.plugins.module_utils._validate import ValidationError
 
 STATES = ['present', 'absent']
 
@@ -261,20 +260,7 @@ def main():
     if PASSLIB_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib('passlib (or its maintained fork libpass)'),
                          exception=PASSLIB_IMPORT_ERROR)
-    try:
-        entries, warnings = _accounts.normalize(module.params)
-    except ValidationError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in warnings:
-        module.warn(warning)
-
-    def plan(cfg):
-        result = _accounts.plan(cfg, module.params, entries)
-        for warning in result.pop('_warnings'):
-            module.warn(warning)
-        return result
-
-    run_transaction(module, plan)
+    run_module(module, _accounts.normalize, lambda cfg, entries: _accounts.plan(cfg, module.params, entries))
 
 
 if __name__ == '__main__':

@@ -263,8 +263,7 @@ backup_files:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _aliases
-from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_transaction
-from ansible_collections.dms.mailserver.plugins.module_utils._validate import ValidationError
+from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_module
 
 STATES = ['present', 'absent']
 TYPES = list(_aliases.TYPES)
@@ -298,20 +297,7 @@ def main():
         required_one_of=[('alias', 'aliases')],
         supports_check_mode=True,
     )
-    try:
-        entries, warnings = _aliases.normalize(module.params)
-    except ValidationError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in warnings:
-        module.warn(warning)
-
-    def plan(cfg):
-        result = _aliases.plan(cfg, module.params, entries)
-        for warning in result.pop('_warnings'):
-            module.warn(warning)
-        return result
-
-    run_transaction(module, plan)
+    run_module(module, _aliases.normalize, lambda cfg, entries: _aliases.plan(cfg, module.params, entries))
 
 
 if __name__ == '__main__':

@@ -296,8 +296,7 @@ backup_files:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _dkim
-from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_transaction
-from ansible_collections.dms.mailserver.plugins.module_utils._validate import ValidationError
+from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_module
 
 
 def main():
@@ -322,20 +321,7 @@ def main():
     )
     if _dkim.CRYPTOGRAPHY_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=_dkim.CRYPTOGRAPHY_IMPORT_ERROR)
-    try:
-        entries, options, warnings = _dkim.normalize(module.params)
-    except ValidationError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in warnings:
-        module.warn(warning)
-
-    def plan(cfg):
-        result = _dkim.plan(cfg, entries, options)
-        for warning in result.pop('_warnings'):
-            module.warn(warning)
-        return result
-
-    run_transaction(module, plan)
+    run_module(module, _dkim.normalize, _dkim.plan)
 
 
 if __name__ == '__main__':

@@ -234,8 +234,7 @@ backup_files:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _relay
-from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_transaction
-from ansible_collections.dms.mailserver.plugins.module_utils._validate import ValidationError
+from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_module
 
 STATES = ['present', 'absent']
 SINGLE = ('domain', 'host', 'port', 'username', 'password', 'exclude')
@@ -268,20 +267,7 @@ def main():
         required_one_of=[('domain', 'host', 'relays')],
         supports_check_mode=True,
     )
-    try:
-        entries, warnings = _relay.normalize(module.params)
-    except ValidationError as exc:
-        module.fail_json(msg=str(exc))
-    for warning in warnings:
-        module.warn(warning)
-
-    def plan(cfg):
-        result = _relay.plan(cfg, module.params, entries)
-        for warning in result.pop('_warnings'):
-            module.warn(warning)
-        return result
-
-    run_transaction(module, plan)
+    run_module(module, _relay.normalize, lambda cfg, entries: _relay.plan(cfg, module.params, entries))
 
 
 if __name__ == '__main__':

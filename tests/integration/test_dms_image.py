@@ -110,7 +110,7 @@ class Container:
 
     def port(self, container_port: int) -> int:
         out = _run("docker", "port", self.name, f"{container_port}/tcp").stdout
-        host, _, port = out.splitlines()[0].rpartition(":")
+        host, dummy, port = out.splitlines()[0].rpartition(":")
         assert host == "127.0.0.1", f"port {container_port} published on {host}"
         return int(port)
 
@@ -163,10 +163,10 @@ class Container:
             imap = self.imap(user, password)
             try:
                 imap.select("INBOX", readonly=True)
-                _, data = imap.search(None, "HEADER", "Subject", subject)
+                dummy, data = imap.search(None, "HEADER", "Subject", subject)
                 ids = data[0].split()
                 if ids:
-                    _, fetched = imap.fetch(ids[-1], "(BODY.PEEK[HEADER])")
+                    dummy, fetched = imap.fetch(ids[-1], "(BODY.PEEK[HEADER])")
                     return next(part[1] for part in fetched if isinstance(part, tuple))
             finally:
                 imap.logout()
@@ -346,7 +346,7 @@ def test_submission_on_587_is_dkim_signed(container: Container) -> None:
     assert signatures, f"no DKIM-Signature in:\n{headers}{container.diagnostics()}"
     tags = {
         key.strip(): value.strip()
-        for key, _, value in (
+        for key, dummy, value in (
             part.partition("=") for part in "".join(signatures[0].split()).split(";")
         )
         if key.strip()

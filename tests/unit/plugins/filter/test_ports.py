@@ -53,3 +53,13 @@ def test_summary_has_no_secrets():
     result = {'created': ['a@x'], 'updated': [], 'removed': [], 'diff': [{'after': 'secret'}], 'changed': True}
     assert dms_summary(result) == {'created': ['a@x'], 'updated': [], 'removed': []}
     assert dms_summary({'skipped': True}) == 'skipped'
+
+
+def test_env_problems_name_keys_never_values():
+    from ansible_collections.dms.mailserver.plugins.filter.ports import dms_env_problems
+    problems = dms_env_problems({'RELAY_PASSWORD': 'secret\nvalue', 'BAD-NAME': 1, 'OK': 'fine', 'N': 5})
+    assert problems == ["dms_env: 'BAD-NAME' is not a valid environment variable name",
+                        'dms_env.RELAY_PASSWORD: the value contains a line break or NUL byte, which an env file '
+                        'cannot carry']
+    assert 'secret' not in ' '.join(problems)
+    assert dms_env_problems({'A': 'x'}) == []

@@ -1,0 +1,104 @@
+# Copyright (c) dms.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The mailserver role on Podman: converge, IMAP login over the published port, second run changed=0.
+
+Podman runs here as root with runc and cgroupfs (no systemd), configured through a
+CONTAINERS_CONF file of the test's own; the role runs the image's health check itself
+because Podman's health-check timers need systemd. The image is the Docker-built test
+image, loaded into Podman's storage.
+"""
+from __future__ import annotations
+
+import imaplib
+import os
+import shutil
+import ssl
+import subprocess
+
+import pytest
+
+from dmstest import COLLECTION_ROOT, run_play
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='Podman and the test image need root here')
+
+IMAGE = 'localhost/dms-test:local'
+PORT_IMAPS = 22993
+
+
+def _ensure_image():
+    subprocess.run(['bash', str(COLLECTION_ROOT / 'hack' / 'build-test-images.sh')], check=True,
+                   stdout=subprocess.DEVNULL)
+    if subprocess.run(['podman', 'image', 'exists', IMAGE], check=False).returncode != 0:
+        save = subprocess.Popen(['docker', 'save', 'dms-test:local'], stdout=subprocess.PIPE)
+        subprocess.run(['podman', 'load', '-q'], stdin=save.stdout, check=True, stdout=subprocess.DEVNULL)
+        assert save.wait() == 0
+
+
+def _imap_login(user, password):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the image's self-signed certificate
+    imap = imaplib.IMAP4_SSL('127.0.0.1', PORT_IMAPS, ssl_context=ctx, timeout=30)
+    try:
+        imap.login(user, password)
+    finally:
+        try:
+            imap.logout()
+        except imaplib.IMAP4.error:
+            pass
+
+
+@pytest.fixture
+def podman_env(tmp_path):
+    if not shutil.which('podman'):
+        pytest.fail('podman is not installed (hack/test.sh installs Debian\'s podman)')
+    conf = tmp_path / 'containers.conf'
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n'
+                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    os.environ['CONTAINERS_CONF'] = str(conf)
+    try:
+        _ensure_image()
+        yield {'CONTAINERS_CONF': str(conf)}
+    finally:
+        os.environ.pop('CONTAINERS_CONF', None)
+
+
+def test_role_on_podman(tmp_path, podman_env):
+    base = tmp_path / 'dms'
+    role_vars = {
+        'dms_container_engine': 'podman', 'dms_container_name': 'dms-podman-test', 'dms_image': IMAGE,
+        'dms_base_dir': str(base), 'dms_hostname': 'mail.example.com', 'dms_bind_address': '127.0.0.1',
+        'dms_host_ports': {25: 22525, 465: 22465, 587: 22587, 993: PORT_IMAPS}, 'dms_dns_servers': ['127.0.0.1'],
+        'dms_health_timeout': 120,
+        'dms_accounts': [{'address': 'alice@example.com', 'password': 'Podman-Alice-Pw-1'}],
+    }
+    role_task = {'name': 'role', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver'},
+                 'vars': role_vars}
+    try:
+        first = run_play(tmp_path, [role_task], env=podman_env)
+        assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+        _imap_login('alice@example.com', 'Podman-Alice-Pw-1')
+        with pytest.raises(imaplib.IMAP4.error):
+            _imap_login('alice@example.com', 'wrong-password')
+        started = subprocess.run(['podman', 'inspect', '-f', '{{.State.StartedAt}}', 'dms-podman-test'],
+                                 capture_output=True, text=True, check=True).stdout
+        second = run_play(tmp_path, [role_task], env=podman_env, name='again')
+        assert second.rc == 0
+        assert not any(task.get('changed') for task in second.tasks), [t for t in second.tasks if t.get('changed')]
+        assert subprocess.run(['podman', 'inspect', '-f', '{{.State.StartedAt}}', 'dms-podman-test'],
+                              capture_output=True, text=True, check=True).stdout == started
+        # An env change reaches the container (through the 0600 env file, never the podman command line).
+        changed_env = dict(role_task, vars=dict(role_vars, dms_env={'LOG_LEVEL': 'debug'}))
+        third = run_play(tmp_path, [changed_env], env=podman_env, name='env')
+        assert third.rc == 0
+        env = subprocess.run(['podman', 'inspect', '-f', '{{range .Config.Env}}{{println .}}{{end}}',
+                              'dms-podman-test'], capture_output=True, text=True, check=True).stdout.split()
+        assert 'LOG_LEVEL=debug' in env
+        assert subprocess.run(['podman', 'inspect', '-f', '{{.State.StartedAt}}', 'dms-podman-test'],
+                              capture_output=True, text=True, check=True).stdout != started
+    finally:
+        gone = run_play(tmp_path, [dict(role_task, vars=dict(role_vars, dms_state='absent'))], env=podman_env,
+                        name='absent')
+        assert gone.rc == 0
+        assert subprocess.run(['podman', 'container', 'exists', 'dms-podman-test'], check=False).returncode == 1
+        assert (base / 'docker-data' / 'dms' / 'config' / 'postfix-accounts.cf').exists()  # data stays
