@@ -225,7 +225,50 @@ def test_shared_dkim_one_record_and_each_server_signs_with_it(tmp_path):
         assert not dkim.verify(raw, dnsfunc=lambda n, timeout=5: other[n.decode().rstrip('.')]['value'].encode())
 
 
-def test_password_change_changes_every_host_and_nothing_else(restore_inventory_password):
+def can_send(host, sender, password):
+    try:
+        return submit(host, sender, password, 'bob@example.com')
+    except smtplib.SMTPSenderRefused:
+        return None
+
+
+@pytest.fixture
+def restore_inventory():
+    """Converge with the inventory as it is written afterwards, so that `molecule verify` can run again."""
+    yield
+    playbook(SCENARIO / 'converge.yml')
+
+
+def test_accounts_playbook_lifts_a_restriction_and_recreates_the_containers(restore_inventory):
+    carol = ('carol@example.org', SHARED['carol@example.org'])
+    for host in ('mx1', 'mx2'):
+        assert can_send(host, *carol) is None, 'carol may send on %s although restricted' % host
+    started = dict((h, started_at(h)) for h in ('mx1', 'mx2'))
+    # The inventory changed: carol may send now (the restriction tables are read only by a new container).
+    lifted = [dict(a, restrict=[]) if a['address'] == carol[0] else a for a in GROUP['dms_shared_accounts']]
+    result = playbook('dms.mailserver.accounts', {'dms_shared_accounts': lifted})
+    for host in ('mx1', 'mx2'):
+        assert result['stats'][host]['changed'] > 0, result['stats']
+        assert started_at(host) != started[host], 'the container of %s was not recreated' % host
+        assert carol[0] not in (config(host) / 'postfix-send-access.cf').read_text()
+    for host in ('mx1', 'mx2'):
+        deadline = time.monotonic() + 60
+        while True:   # the recreated container is healthy, its services may take a moment
+            try:
+                marker = can_send(host, *carol)
+                break
+            except (OSError, smtplib.SMTPException):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        assert marker, 'carol still may not send on %s' % host
+        wait_for_message(host, 'bob@example.com', SHARED['bob@example.com'], marker)
+    again = playbook('dms.mailserver.accounts', {'dms_shared_accounts': lifted})
+    for host in ('mx1', 'mx2'):
+        assert again['stats'][host]['changed'] == 0, again['stats']
+
+
+def test_password_change_changes_every_host_and_nothing_else(restore_inventory):
     before = dict((h, snapshot(h)) for h in ('mx1', 'mx2'))
     accounts_before = dict((h, accounts_file(h)) for h in ('mx1', 'mx2'))
     started = dict((h, started_at(h)) for h in ('mx1', 'mx2'))
@@ -255,10 +298,3 @@ def test_password_change_changes_every_host_and_nothing_else(restore_inventory_p
     for host in ('mx1', 'mx2'):
         assert again['stats'][host]['changed'] == 0, again['stats']
         assert snapshot(host) == changed_state[host], host
-
-
-@pytest.fixture
-def restore_inventory_password():
-    """Converge with the inventory's own password afterwards, so that `molecule verify` can run again."""
-    yield
-    playbook(SCENARIO / 'converge.yml')
