@@ -395,7 +395,7 @@ sign_local = false;
 try_fallback = false;
 
 use_domain = "header";
-use_redis = false; # don't change unless Redis also provides the DKIM keys
+use_redis = false; # keys come from the files below, not from Redis
 use_esld = true;
 allow_username_mismatch = true;
 

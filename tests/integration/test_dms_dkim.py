@@ -232,7 +232,7 @@ def test_rerun_rotate_fail_absent(tmp_path):
 # -- acceptance 4: the Rspamd layout, and both backends side by side ------------------------------
 
 USER_SIGNING_CONF = '''\
-# documentation: https://rspamd.com/doc/modules/dkim_signing.html
+# Rspamd DKIM signing settings (a file as DMS's CLI leaves it)
 
 enabled = true;
 
@@ -241,11 +241,11 @@ sign_local = false;
 try_fallback = false;
 
 use_domain = "header";
-use_redis = false; # don't change unless Redis also provides the DKIM keys
+use_redis = false; # keys from files
 use_esld = true;
 allow_username_mismatch = true;
 
-check_pubkey = true; # you want to use this in the beginning
+check_pubkey = true; # compare with DNS first
 
 domain {
     hand.example {

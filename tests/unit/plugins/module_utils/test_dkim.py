@@ -151,7 +151,7 @@ def test_diff_text_never_contains_key_material():
 # -- dkim_signing.conf -------------------------------------------------------------------------
 
 DMS_DEFAULT = '''\
-# documentation: https://rspamd.com/doc/modules/dkim_signing.html
+# Rspamd DKIM signing settings (a file as DMS's CLI leaves it)
 
 enabled = true;
 
@@ -160,11 +160,11 @@ sign_local = false;
 try_fallback = false;
 
 use_domain = "header";
-use_redis = false; # don't change unless Redis also provides the DKIM keys
+use_redis = false; # keys from files
 use_esld = true;
 allow_username_mismatch = true;
 
-check_pubkey = true; # you want to use this in the beginning
+check_pubkey = true; # compare with DNS first
 
 domain {
     example.com {
