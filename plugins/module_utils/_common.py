@@ -34,8 +34,11 @@ def item_path(params, list_option, index, field):
 
 
 def _strings(value, out):
+    """Every string of a result, keys included, and numbers as text (exit_json masks those too)."""
     if isinstance(value, str):
         out.append(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out.append(str(value))
     elif isinstance(value, dict):
         for key, item in value.items():
             _strings(key, out)
@@ -43,6 +46,41 @@ def _strings(value, out):
     elif isinstance(value, (list, tuple, set)):
         for item in value:
             _strings(item, out)
+    return out
+
+
+# What ansible-core puts in place of a no_log option's value in the echoed module arguments.
+NO_LOG_MASK = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
+
+
+def _spec_by_name(spec):
+    """An argument spec keyed by option name and by every alias of it."""
+    out = dict(spec)
+    for option in spec.values():
+        for alias in option.get('aliases') or ():
+            out[alias] = option
+    return out
+
+
+def masked_params(spec, params):
+    """A copy of ``params`` with the value of every no_log option (also in suboptions) replaced by the mask.
+
+    What ``exit_json`` echoes as ``invocation.module_args``.  The masking is by option, so it does not depend on
+    searching the output for the values.
+    """
+    by_name = _spec_by_name(spec)
+    out = {}
+    for name, value in params.items():
+        option = by_name.get(name) or {}
+        suboptions = option.get('options')
+        if option.get('no_log') and value is not None and not isinstance(value, bool):
+            out[name] = NO_LOG_MASK
+        elif suboptions and isinstance(value, list):
+            out[name] = [masked_params(suboptions, item) if isinstance(item, dict) else item for item in value]
+        elif suboptions and isinstance(value, dict):
+            out[name] = masked_params(suboptions, value)
+        else:
+            out[name] = value
     return out
 
 
@@ -56,21 +94,54 @@ def prune_no_log_values(module, result):
     Occurrence is found with one pass per distinct value length over the output
     (hash lookups of every substring of that length), which finds exactly the
     values ``exit_json`` would replace; those stay and are masked as usual.
+
+    ``result`` must already hold everything that will be output, the echoed
+    module arguments included (see :func:`finish`): a value missing from the
+    scan would be dropped from the set and then shown in clear.
     """
     values = set(v for v in module.no_log_values if isinstance(v, str) and v)
     if len(values) < 64:
         return
-    strings = _strings(result, [])
-    present = set()
-    for length in set(len(v) for v in values):
-        for text in strings:
-            if len(text) < length:
-                continue
-            for start in range(len(text) - length + 1):
-                piece = text[start:start + length]
-                if piece in values:
-                    present.add(piece)
+    present = _occurring(values, set(_strings(result, [])))
     module.no_log_values = set(v for v in module.no_log_values if not isinstance(v, str) or v in present)
+
+
+def _occurring(values, strings):
+    """The members of ``values`` that occur as a substring of any of ``strings``.
+
+    The strings are joined with NUL so that the slicing runs in C over one
+    text, one pass per distinct value length; each pass is intersected as it is
+    produced, so memory stays at the size of the text.  A piece spanning two
+    strings can only add a candidate (masked needlessly), never lose one.
+    """
+    text = '\x00'.join(strings)
+    size = len(text)
+    by_length = {}
+    for value in values:
+        by_length.setdefault(len(value), set()).add(value)
+    present = set()
+    for length, group in by_length.items():
+        if length <= size:
+            present |= group.intersection(
+                map(text.__getitem__, map(slice, range(size - length + 1), range(length, size + 1))))
+    return present
+
+
+def finish(module, result, failed=False):
+    """``exit_json``/``fail_json`` with the module arguments echoed masked by option, not by value search.
+
+    The echo (``invocation.module_args``) is built here with no_log options
+    masked; then the remaining no_log values are pruned to those that occur in
+    the output, so ansible-core's value search stays linear at 10,000 entries
+    and still masks any secret that turns up elsewhere in the output.
+    """
+    result = dict(result)
+    result['invocation'] = {'module_args': masked_params(module.argument_spec, module.params)}
+    prune_no_log_values(module, result)
+    if failed:
+        msg = result.pop('msg')
+        module.fail_json(msg=msg, **result)
+    module.exit_json(**result)
 
 
 def mode_diffs(cfg, mode_fixes):
@@ -108,15 +179,14 @@ def run_transaction(module, plan):
             changed_files, backup_files = cfg.commit(extra_mode_fixes=extra_mode_fixes,
                                                      extra_owner_fixes=extra_owner_fixes)
     except (ValidationError, ConfigDirError) as exc:
-        module.fail_json(msg=str(exc))
+        finish(module, {'msg': str(exc)}, failed=True)
     changed = bool(changed_files) or bool(result.pop('_changed', False))
     result.update(changed=changed, changed_files=changed_files, config_dir=cfg.path)
     if params['backup']:
         result['backup_files'] = backup_files
     if diff is not None:
         result['diff'] = diff
-    prune_no_log_values(module, result)
-    module.exit_json(**result)
+    finish(module, result)
 
 
 def run_module(module, normalize, plan):
@@ -131,7 +201,7 @@ def run_module(module, normalize, plan):
     try:
         prepared = normalize(module.params)
     except ValidationError as exc:
-        module.fail_json(msg=str(exc))
+        finish(module, {'msg': str(exc)}, failed=True)
     *items, warnings = prepared
     for warning in warnings:
         module.warn(warning)
