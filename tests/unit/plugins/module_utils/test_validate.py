@@ -2,7 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
 
@@ -51,6 +55,47 @@ def test_bad_addresses_name_field_and_problem(value, needle):
     msg = str(err.value)
     assert msg.startswith('accounts[3].address')
     assert needle in msg
+
+
+def _full_checks(value):
+    """address() without its shortcut for plain addresses."""
+    shortcut = v._PLAIN_ADDRESS_RE
+    v._PLAIN_ADDRESS_RE = re.compile(r'(?!)')
+    try:
+        return v.address(value, 'address')
+    finally:
+        v._PLAIN_ADDRESS_RE = shortcut
+
+
+@pytest.mark.parametrize('value', [value for value, dummy in BAD_ADDRESSES] + ['User@example.com', 'u@example.com.',
+                                                                              'a@example.123', 'a.@example.com'])
+def test_the_shortcut_never_takes_a_bad_or_unnormalised_address(value):
+    assert not (len(value) <= 254 and v._PLAIN_ADDRESS_RE.fullmatch(value))
+
+
+def test_the_shortcut_takes_plain_addresses():
+    for value in ('u00001@bench.example', "o'brien+x@mail.example.org", 'a@b.c0', 'x@xn--bcher-kva.example'):
+        assert v._PLAIN_ADDRESS_RE.fullmatch(value)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.from_regex(v._PLAIN_ADDRESS_RE, fullmatch=True))
+@example('a' * 64 + '@' + 'b' * 63 + '.' + 'c' * 63 + '.' + 'd' * 61)
+def test_whatever_the_shortcut_takes_the_full_checks_accept_unchanged(value):
+    if len(value) <= 254:
+        assert _full_checks(value) == value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet='aZ09.-_@#!+=|:, \n\t\x00\u00e9', max_size=40))
+def test_shortcut_and_full_checks_agree_on_arbitrary_text(value):
+    try:
+        expected = _full_checks(value)
+    except v.ValidationError:
+        with pytest.raises(v.ValidationError):
+            v.address(value, 'address')
+    else:
+        assert v.address(value, 'address') == expected
 
 
 @pytest.mark.parametrize('value,expected', [('0', '0'), ('1B', '1B'), ('10k', '10k'), ('512M', '512M'),
