@@ -39,6 +39,10 @@ notes:
     are kept as they are. A file that is rewritten is written with LF line endings and a final newline, as DMS
     itself normalises them.
   - Files that resolve through a symlink to a place outside O(config_dir) are refused.
+  - The module arguments echoed in the result (C(invocation.module_args), shown at C(-vvv) and stored by AWX with
+    each job event) have every password masked. A list of entries longer than 1,000 (such as C(accounts),
+    C(aliases) or C(relays)) is echoed as a count instead of entry by entry; the results name the
+    entries that changed.
 '''
 
     ATTRIBUTES = r'''

@@ -62,11 +62,18 @@ def _spec_by_name(spec):
     return out
 
 
-def masked_params(spec, params):
+# Bulk lists (accounts, aliases, relays) longer than this are echoed as a count, not entry by entry.
+ECHO_LIMIT = 1000
+
+
+def masked_params(spec, params, limit=ECHO_LIMIT):
     """A copy of ``params`` with the value of every no_log option (also in suboptions) replaced by the mask.
 
     What ``exit_json`` echoes as ``invocation.module_args``.  The masking is by option, so it does not depend on
-    searching the output for the values.
+    searching the output for the values.  A list of suboption entries longer than ``limit`` is echoed as a
+    string that gives its length: carried through ansible-core's worker, callbacks and AWX's job events, a
+    10,000-entry echo costs about as much time as the module's own work on an unchanged config dir, and nobody
+    reads it (the results ``created``, ``updated`` and ``removed`` and the error messages name the entries).
     """
     by_name = _spec_by_name(spec)
     out = {}
@@ -75,10 +82,13 @@ def masked_params(spec, params):
         suboptions = option.get('options')
         if option.get('no_log') and value is not None and not isinstance(value, bool):
             out[name] = NO_LOG_MASK
+        elif suboptions and isinstance(value, list) and len(value) > limit:
+            out[name] = '<%d entries, not echoed: more than %d>' % (len(value), limit)
         elif suboptions and isinstance(value, list):
-            out[name] = [masked_params(suboptions, item) if isinstance(item, dict) else item for item in value]
+            out[name] = [masked_params(suboptions, item, limit) if isinstance(item, dict) else item
+                         for item in value]
         elif suboptions and isinstance(value, dict):
-            out[name] = masked_params(suboptions, value)
+            out[name] = masked_params(suboptions, value, limit)
         else:
             out[name] = value
     return out

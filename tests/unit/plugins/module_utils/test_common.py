@@ -8,7 +8,7 @@ import pytest
 from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.dms.mailserver.plugins.module_utils._common import (
-    NO_LOG_MASK, masked_params, prune_no_log_values,
+    ECHO_LIMIT, NO_LOG_MASK, masked_params, prune_no_log_values,
 )
 
 
@@ -111,3 +111,13 @@ def test_bulk_relay_passwords_never_reach_the_output(tmp_path, capsys):
     for item in relays:
         assert item['password'] not in out
     assert [item['password'] for item in data['invocation']['module_args']['relays']] == [NO_LOG_MASK] * 80
+
+
+def test_long_entry_lists_are_echoed_as_a_count():
+    spec = {'items': {'type': 'list', 'elements': 'dict', 'options': {'password': {'type': 'str', 'no_log': True}}},
+            'names': {'type': 'list', 'elements': 'str'}}
+    params = {'items': [{'password': 's%d' % i} for i in range(5)], 'names': ['n'] * 5}
+    assert masked_params(spec, params, limit=5)['items'] == [{'password': NO_LOG_MASK}] * 5
+    assert masked_params(spec, params, limit=4) == {'items': '<5 entries, not echoed: more than 4>',
+                                                   'names': ['n'] * 5}
+    assert ECHO_LIMIT == 1000
