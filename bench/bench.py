@@ -151,9 +151,14 @@ def bench_accounts(tmp, n, scheme, results, with_reruns=True):
         assert changed == 0
         row['rerun_always'] = wall - empty
         row['rss_rerun'] = rss
-        wall, rss, changed = measure_module(tmp, account_task(cfg, update_password='on_create'), 'oncreate', items)
-        assert changed == 0
-        row['rerun_on_create'] = wall - empty
+        # The quickest run, and the one with a 2-second goal: the median of three, like the empty playbook.
+        walls = []
+        for dummy in range(3):
+            wall, rss, changed = measure_module(tmp, account_task(cfg, update_password='on_create'), 'oncreate',
+                                                items)
+            assert changed == 0
+            walls.append(wall)
+        row['rerun_on_create'] = statistics.median(walls) - empty
         changed_items = vars_file(tmp, 'changed-%s-%d' % (scheme, n), bench_accounts=accounts(
             n, scheme=None if scheme == 'SHA512-CRYPT' else scheme, change_every=100))
         wall, rss, changed = measure_module(tmp, account_task(cfg), 'onepercent', changed_items)
@@ -220,7 +225,7 @@ def main():
 
     print()
     print('| N | scheme | empty playbook with the vars (subtracted) | floor hash (1 CPU) | floor verify (1 CPU) | '
-          'bulk create | bulk re-run (always) | re-run (on_create) | 1% changed | peak RSS MiB | CLI-style baseline |')
+          'bulk create | bulk re-run (always) | re-run (on_create, median of 3) | 1% changed | peak RSS MiB | CLI-style baseline |')
     print('|---|---|---|---|---|---|---|---|---|---|---|')
     for row in results:
         fh, fv = floors[(row['scheme'], row['n'])]
