@@ -118,6 +118,6 @@ def test_long_entry_lists_are_echoed_as_a_count():
             'names': {'type': 'list', 'elements': 'str'}}
     params = {'items': [{'password': 's%d' % i} for i in range(5)], 'names': ['n'] * 5}
     assert masked_params(spec, params, limit=5)['items'] == [{'password': NO_LOG_MASK}] * 5
-    assert masked_params(spec, params, limit=4) == {'items': '<5 entries, not echoed: more than 4>',
-                                                   'names': ['n'] * 5}
+    expected = {'items': '<5 entries, not echoed: more than 4>', 'names': ['n'] * 5}
+    assert masked_params(spec, params, limit=4) == expected
     assert ECHO_LIMIT == 1000
