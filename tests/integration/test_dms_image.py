@@ -18,7 +18,6 @@ import imaplib
 import os
 import shutil
 import smtplib
-import ssl
 import subprocess
 import time
 import uuid
@@ -27,6 +26,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pytest
+from mailclient import tls_context
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-test-images.sh"
@@ -91,14 +91,6 @@ def _smtp_login(smtp: smtplib.SMTP, user: str, password: str) -> None:
     smtp.auth("PLAIN", smtp.auth_plain)
 
 
-def _tls_context() -> ssl.SSLContext:
-    # The image's certificate is self-signed, made at container start.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class Container:
     """One running dms-test container with its ports published on 127.0.0.1."""
 
@@ -134,13 +126,13 @@ class Container:
         """SMTP on 587 after STARTTLS."""
         smtp = smtplib.SMTP("127.0.0.1", self.port(587), timeout=15)
         smtp.ehlo("client.test")
-        smtp.starttls(context=_tls_context())
+        smtp.starttls(context=tls_context())
         smtp.ehlo("client.test")
         return smtp
 
     def imap(self, user: str, password: str) -> imaplib.IMAP4_SSL:
         imap = imaplib.IMAP4_SSL(
-            "127.0.0.1", self.port(993), ssl_context=_tls_context(), timeout=15
+            "127.0.0.1", self.port(993), ssl_context=tls_context(), timeout=15
         )
         try:
             imap.login(user, password)
@@ -266,7 +258,7 @@ def test_smtp_auth_on_587_after_starttls(container: Container) -> None:
 
 def test_smtp_auth_on_465_implicit_tls(container: Container) -> None:
     with smtplib.SMTP_SSL(
-        "127.0.0.1", container.port(465), context=_tls_context(), timeout=15
+        "127.0.0.1", container.port(465), context=tls_context(), timeout=15
     ) as smtp:
         _smtp_login(smtp, USER1, USER1_PASSWORD)
 

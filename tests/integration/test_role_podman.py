@@ -12,12 +12,12 @@ from __future__ import annotations
 import imaplib
 import os
 import shutil
-import ssl
 import subprocess
 
 import pytest
 
 from dmstest import COLLECTION_ROOT, run_play
+from mailclient import imap_login
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='Podman and the test image need root here')
 
@@ -35,17 +35,7 @@ def _ensure_image():
 
 
 def _imap_login(user, password):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the image's self-signed certificate
-    imap = imaplib.IMAP4_SSL('127.0.0.1', PORT_IMAPS, ssl_context=ctx, timeout=30)
-    try:
-        imap.login(user, password)
-    finally:
-        try:
-            imap.logout()
-        except imaplib.IMAP4.error:
-            pass
+    imap_login(PORT_IMAPS, user, password)
 
 
 @pytest.fixture

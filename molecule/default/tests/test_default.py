@@ -6,16 +6,13 @@ Every connection goes to 127.0.0.1, where the role published the container's por
 """
 from __future__ import annotations
 
-import email
 import imaplib
 import json
 import os
 import smtplib
-import ssl
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dkim
@@ -23,20 +20,15 @@ import pytest
 import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SCENARIO.parents[1] / 'tests' / 'integration'))
+import mailclient  # noqa: E402  (shared with the integration tests)
+from mailclient import HOST, tls_context  # noqa: E402
 VARS = yaml.safe_load((SCENARIO / 'vars' / 'dms.yml').read_text())
 PORTS = VARS['dms_host_ports']
-HOST = '127.0.0.1'
 ALICE = ('alice@example.com', VARS['dms_test_alice_password'])
 BOB = ('bob@example.com', 'Bob-Molecule-Pw-2')
 CONTAINER = VARS['dms_container_name']
 BASE = Path(VARS['dms_base_dir'])
-
-
-def tls_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE   # the scenario's own self-signed certificate
-    return ctx
 
 
 def smtp_login_587(user, password):
@@ -51,14 +43,7 @@ def smtp_login_465(user, password):
 
 
 def imap_login(user, password):
-    imap = imaplib.IMAP4_SSL(HOST, PORTS[993], ssl_context=tls_context(), timeout=30)
-    try:
-        imap.login(user, password)
-    finally:
-        try:
-            imap.logout()
-        except imaplib.IMAP4.error:
-            pass
+    mailclient.imap_login(PORTS[993], user, password)
 
 
 def login_fails(func, user, password):
@@ -70,41 +55,16 @@ def login_fails(func, user, password):
 
 
 def wait_for_message(user, password, marker, timeout=60):
-    """Poll the INBOX over IMAP for a message whose Subject carries marker; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        imap = imaplib.IMAP4_SSL(HOST, PORTS[993], ssl_context=tls_context(), timeout=30)
-        try:
-            imap.login(user, password)
-            imap.select('INBOX')
-            typ, data = imap.search(None, 'SUBJECT', '"%s"' % marker)
-            ids = data[0].split()
-            if ids:
-                typ, msg = imap.fetch(ids[-1], '(RFC822)')
-                return msg[0][1]
-        finally:
-            imap.logout()
-        time.sleep(2)
-    raise AssertionError('no message %r for %s within %s s' % (marker, user, timeout))
+    return mailclient.wait_for_message(PORTS[993], user, password, marker, timeout)
 
 
 def send(to, sender=None, auth=None, port=25):
-    marker = 'molecule-%s' % uuid.uuid4().hex
-    msg = email.message.EmailMessage()
-    msg['From'] = sender or 'tester@outside.test'
-    msg['To'] = to
-    msg['Subject'] = marker
-    msg['Message-ID'] = email.utils.make_msgid(domain='example.com')
-    msg['Date'] = email.utils.formatdate()
-    msg.set_content('Hello from the molecule verifier.\n')
+    msg, marker = mailclient.new_message(sender or 'tester@outside.test', to, 'molecule')
     if port == 25:
         with smtplib.SMTP(HOST, PORTS[25], timeout=30) as smtp:
             smtp.send_message(msg)
     else:
-        with smtplib.SMTP(HOST, PORTS[587], timeout=30) as smtp:
-            smtp.starttls(context=tls_context())
-            smtp.login(*auth)
-            smtp.send_message(msg)
+        mailclient.submit(PORTS[587], auth[0], auth[1], msg)
     return marker
 
 

@@ -7,17 +7,13 @@ The tests run in file order: the password change comes last.
 """
 from __future__ import annotations
 
-import email.message
-import email.utils
 import imaplib
 import json
 import os
 import smtplib
-import ssl
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dkim
@@ -25,10 +21,12 @@ import pytest
 import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SCENARIO.parents[1] / 'tests' / 'integration'))
+import mailclient  # noqa: E402  (shared with the integration tests)
 GROUP = yaml.safe_load((SCENARIO / 'inventory/group_vars/mailservers.yml').read_text())
 HOSTS = dict((name, yaml.safe_load((SCENARIO / ('inventory/host_vars/%s.yml' % name)).read_text()))
              for name in ('mx1', 'mx2'))
-LOCAL = '127.0.0.1'
+LOCAL = mailclient.HOST
 ALICE_PW = GROUP['dms_test_alice_password']
 SHARED = dict((a['address'], ALICE_PW if a['address'] == 'alice@example.com' else a['password'])
               for a in GROUP['dms_shared_accounts'])
@@ -49,22 +47,8 @@ def port(host, number):
     return HOSTS[host]['dms_host_ports'][number]
 
 
-def tls_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE   # the scenario's own self-signed certificates
-    return ctx
-
-
 def imap_login(host, user, password):
-    imap = imaplib.IMAP4_SSL(LOCAL, port(host, 993), ssl_context=tls_context(), timeout=30)
-    try:
-        imap.login(user, password)
-    finally:
-        try:
-            imap.logout()
-        except imaplib.IMAP4.error:
-            pass
+    mailclient.imap_login(port(host, 993), user, password)
 
 
 def imap_fails(host, user, password):
@@ -88,37 +72,13 @@ def wait_for_login(host, user, password, timeout=30):
 
 
 def wait_for_message(host, user, password, marker, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        imap = imaplib.IMAP4_SSL(LOCAL, port(host, 993), ssl_context=tls_context(), timeout=30)
-        try:
-            imap.login(user, password)
-            imap.select('INBOX')
-            dummy, data = imap.search(None, 'SUBJECT', '"%s"' % marker)
-            ids = data[0].split()
-            if ids:
-                dummy, msg = imap.fetch(ids[-1], '(RFC822)')
-                return msg[0][1]
-        finally:
-            imap.logout()
-        time.sleep(2)
-    raise AssertionError('no message %r for %s on %s within %s s' % (marker, user, host, timeout))
+    return mailclient.wait_for_message(port(host, 993), user, password, marker, timeout)
 
 
 def submit(host, sender, password, to):
     """Send a message through the host's submission port (587) as an authenticated user; return its marker."""
-    marker = 'multihost-%s' % uuid.uuid4().hex
-    msg = email.message.EmailMessage()
-    msg['From'] = sender
-    msg['To'] = to
-    msg['Subject'] = marker
-    msg['Message-ID'] = email.utils.make_msgid(domain=sender.split('@')[1])
-    msg['Date'] = email.utils.formatdate()
-    msg.set_content('Hello from the multihost verifier.\n')
-    with smtplib.SMTP(LOCAL, port(host, 587), timeout=30) as smtp:
-        smtp.starttls(context=tls_context())
-        smtp.login(sender, password)
-        smtp.send_message(msg)
+    msg, marker = mailclient.new_message(sender, to, 'multihost')
+    mailclient.submit(port(host, 587), sender, password, msg)
     return marker
 
 
