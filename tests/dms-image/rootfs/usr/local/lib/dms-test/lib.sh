@@ -9,18 +9,36 @@ readonly DMS_CONFIG=/tmp/docker-mailserver
 readonly DMS_CHKSUM_FILE=/tmp/docker-mailserver-config-chksum
 readonly DMS_VMAIL_UID=5000
 readonly DMS_VMAIL_GID=5000
-readonly DMS_RUN_DIR=/run/dms-test
-readonly DMS_TLS_DIR=/etc/dms-test/tls
+readonly DMS_TLS_DIR=/etc/dms/tls
+readonly DMS_SETTINGS=/etc/dms-settings
+readonly DMS_CD_LOCK="${DMS_CONFIG}/check-for-changes.sh.lock"
 
-# Config-volume files whose changes the change detector applies while running.
+# Config-volume files whose changes the change detector applies while running
+# (DMS's list; only those that exist are watched). Rspamd's files and the TLS
+# files are added by _watched_paths.
 readonly DMS_WATCHED_FILES=(
   postfix-accounts.cf
   postfix-virtual.cf
   postfix-regexp.cf
+  postfix-aliases.cf
   postfix-relaymap.cf
   postfix-sasl-password.cf
   dovecot-quotas.cf
+  dovecot-masters.cf
 )
+
+# The settings of /etc/dms-settings (written at start) when they exist: the
+# change detector and the health check read the same values as the start script.
+if [[ -r "${DMS_SETTINGS}" ]]; then
+  # shellcheck source=/dev/null
+  source "${DMS_SETTINGS}"
+fi
+
+# Dovecot 2.4 (DMS 16 line) or 2.3 (DMS 15 line).
+DMS_DOVECOT_VERSION="$(dovecot --version 2>/dev/null || true)"
+_dovecot24() {
+  [[ "${DMS_DOVECOT_VERSION}" == 2.4* ]]
+}
 
 # ---------------------------------------------------------------------------
 # Logging: "<date> LEVEL <program>: message" on stderr, filtered by LOG_LEVEL
@@ -42,8 +60,13 @@ _log() {
   printf '%s %-5s %s: %s\n' "$(date --rfc-3339=seconds)" "${level^^}" "${DMS_PROG:-dms-test}" "$*" >&2
 }
 
+# A fatal error, as DMS handles it: log it, then stop the whole container
+# through PID 1 (dumb-init -> supervisord), which exits with status 0.
 _die() {
   _log error "$*"
+  _log error "Shutting down"
+  sleep 1
+  kill -SIGTERM 1
   exit 1
 }
 
@@ -106,12 +129,26 @@ _enabled() {
 # ---------------------------------------------------------------------------
 # Accounts, quotas, virtual domains, aliases.
 
-# QUOTA of LOGIN from dovecot-quotas.cf (`user@domain:QUOTA`), matched exactly
-# and without regard to case.
-_quota_for() {
-  local login="${1,,}"
-  _valid_lines "${DMS_CONFIG}/dovecot-quotas.cf" \
-    | awk -F: -v key="${login}" 'NF == 2 && tolower($1) == key { print $2; exit }'
+# Dovecot userdb fields for the quota of LOGIN in dovecot-quotas.cf, found as
+# DMS finds it: the first line that contains "LOGIN:" anywhere, without regard
+# to case, with LOGIN taken as a basic regular expression (so a.b@x.com also
+# finds axb@x.com, and bob@x.com finds jimbob@x.com's line if that comes first).
+_quota_fields() {
+  local login="$1" file="${DMS_CONFIG}/dovecot-quotas.cf" line
+  local -a quota
+  [[ -f "${file}" ]] || return 0
+  line="$(grep -i -- "${login}:" "${file}" | head -n 1)" || true
+  IFS=':' read -r -a quota <<<"${line}"
+  (( ${#quota[@]} == 2 )) || return 0
+  if _dovecot24; then
+    printf 'userdb_quota_storage_size=%s' "${quota[1]}"
+    # DMS 16 adds a grace of a tenth of the size, by integer division.
+    if [[ "${quota[1]}" =~ ^([1-9][0-9]*)([BkMGT])$ ]]; then
+      printf ' userdb_quota_storage_grace=%s%s' "$(( BASH_REMATCH[1] / 10 ))" "${BASH_REMATCH[2]}"
+    fi
+  else
+    printf 'userdb_quota_rule=*:bytes=%s' "${quota[1]}"
+  fi
 }
 
 _make_maildir_home() {
@@ -151,9 +188,9 @@ _build_accounts() {
     fi
 
     if _enabled "${ENABLE_QUOTAS}"; then
-      quota="$(_quota_for "${login}")"
+      quota="$(_quota_fields "${login}")"
       if [[ -n "${quota}" ]]; then
-        attrs="${attrs:+${attrs} }userdb_quota_rule=*:bytes=${quota}"
+        attrs="${attrs:+${attrs} }${quota}"
       fi
     fi
     line="${login}:${pass}:${DMS_VMAIL_UID}:${DMS_VMAIL_GID}::/var/mail/${domain}/${user}/home::${attrs}"
@@ -277,12 +314,75 @@ _account_count() {
   echo "${count:-0}"
 }
 
-# sha512sum lines of the watched files that exist.
-_checksums() {
-  local file
+# The paths the change detector watches: DMS's table files, all files under
+# rspamd/ with Rspamd on, and the TLS files of SSL_TYPE manual or letsencrypt.
+_watched_paths() {
+  local file domain
   for file in "${DMS_WATCHED_FILES[@]}"; do
-    if [[ -f "${DMS_CONFIG}/${file}" ]]; then
-      sha512sum "${DMS_CONFIG}/${file}"
+    printf '%s\n' "${DMS_CONFIG}/${file}"
+  done
+  if _enabled "${ENABLE_RSPAMD:-0}" && [[ -d "${DMS_CONFIG}/rspamd" ]]; then
+    find "${DMS_CONFIG}/rspamd" -type f | LC_ALL=C sort
+  fi
+  case "${SSL_TYPE:-}" in
+    manual)
+      for file in "${SSL_KEY_PATH:-}" "${SSL_CERT_PATH:-}" "${SSL_ALT_KEY_PATH:-}" "${SSL_ALT_CERT_PATH:-}"; do
+        [[ -n "${file}" ]] && printf '%s\n' "${file}"
+      done
+      ;;
+    letsencrypt)
+      printf '%s\n' /etc/letsencrypt/acme.json
+      for domain in "${SSL_DOMAIN:-}" "${DMS_HOSTNAME:-}" "${DMS_DOMAINNAME:-}"; do
+        domain="${domain#\*.}"
+        [[ -n "${domain}" ]] || continue
+        find -L "/etc/letsencrypt/live/${domain}" -maxdepth 1 -name '*.pem' -type f 2>/dev/null | LC_ALL=C sort
+      done
+      ;;
+  esac
+}
+
+# sha512sum lines of the watched paths that exist (content only: `touch` alone
+# changes nothing; symbolic links are followed, as for certbot's live/ files).
+_checksums() {
+  local path
+  while IFS= read -r path; do
+    [[ -f "${path}" ]] && sha512sum -- "${path}"
+  done < <(_watched_paths | awk '!seen[$0]++')
+  return 0
+}
+
+# The change detector's lock in the config volume, as DMS's: the file holds the
+# holder's id; a lock older than a minute is stale and removed; otherwise wait
+# and retry every 5 s. Only the holder removes it.
+_cd_lock() {
+  local id="$1"
+  while [[ -e "${DMS_CD_LOCK}" ]]; do
+    if [[ -n "$(find "${DMS_CD_LOCK}" -mmin +1 2>/dev/null)" ]]; then
+      _log warn "Lock file older than 1 minute - removing stale lock file"
+      rm -f "${DMS_CD_LOCK}"
+    else
+      _log warn "Lock file '${DMS_CD_LOCK}' exists - another execution of this script may be running - trying again in 5 seconds"
+      sleep 5
     fi
   done
+  printf '%s\n' "${id}" >"${DMS_CD_LOCK}"
+}
+
+_cd_unlock() {
+  local id="$1"
+  if [[ -e "${DMS_CD_LOCK}" && "$(<"${DMS_CD_LOCK}")" == "${id}" ]]; then
+    rm -f "${DMS_CD_LOCK}"
+  fi
+}
+
+# Rspamd's overrides: the volume's rspamd/override.d/* replace everything in
+# /etc/rspamd/override.d/ (at start and whenever one of them changes).
+_copy_rspamd_overrides() {
+  local dir="${DMS_CONFIG}/rspamd/override.d"
+  rm -f /etc/rspamd/override.d/*
+  if [[ -d "${dir}" ]] && [[ -n "$(find "${dir}" -mindepth 1 -maxdepth 1 -type f)" ]]; then
+    cp "${dir}"/* /etc/rspamd/override.d/
+    chmod a+r /etc/rspamd/override.d/*
+    _log debug "Copied the Rspamd overrides of ${dir}"
+  fi
 }
