@@ -61,11 +61,20 @@ for step in "${steps[@]}"; do
       run_step "reliability tests" python -m pytest -q -p no:cacheprovider tests/reliability
       ;;
     molecule)
-      # Scenarios against a real container engine on this host (needs root: dockerd, debootstrap).
+      # Scenarios against a real container engine on this host (needs root: dockerd, debootstrap). The scenarios
+      # that deploy DMS run once per DMS release line, against its stand-in (DMS_TEST_IMAGE names the image; set
+      # DMS_TEST_IMAGE_15 / DMS_TEST_IMAGE_16 to run them against DMS's own images where they can be pulled).
       run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
       for scenario in molecule/*/molecule.yml; do
         scenario="$(basename "$(dirname "$scenario")")"
-        run_step "molecule scenario $scenario" molecule test -s "$scenario"
+        case "$scenario" in
+          default|multihost)
+            for image in "${DMS_TEST_IMAGE_15:-dms-test:15.1}" "${DMS_TEST_IMAGE_16:-dms-test:16}"; do
+              run_step "molecule scenario $scenario on $image" env DMS_TEST_IMAGE="$image" molecule test -s "$scenario"
+            done
+            ;;
+          *) run_step "molecule scenario $scenario" molecule test -s "$scenario" ;;
+        esac
       done
       ;;
     *) die "unknown step '$step' (lint, sanity, unit, integration, reliability, molecule)";;

@@ -14,6 +14,9 @@ import time
 import uuid
 
 HOST = '127.0.0.1'
+# The name the clients give in EHLO: fully qualified, as DMS's Postfix wants on port 25
+# (reject_non_fqdn_helo_hostname), and in a domain the tests' DNS server resolves.
+HELO = 'client.outside.test'
 
 
 def tls_context():
@@ -69,7 +72,13 @@ def new_message(sender, to, label):
 
 def submit(port, user, password, msg):
     """Send ``msg`` through a submission port (STARTTLS, then AUTH as ``user``)."""
-    with smtplib.SMTP(HOST, port, timeout=30) as smtp:
+    with smtplib.SMTP(HOST, port, timeout=30, local_hostname=HELO) as smtp:
         smtp.starttls(context=tls_context())
         smtp.login(user, password)
+        smtp.send_message(msg)
+
+
+def send_25(port, msg):
+    """Send ``msg`` to port 25 as a mail server on the Internet would: no AUTH, a fully qualified EHLO name."""
+    with smtplib.SMTP(HOST, port, timeout=60, local_hostname=HELO) as smtp:
         smtp.send_message(msg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import imaplib
 import json
 import os
+import re
 import smtplib
 import subprocess
 import sys
@@ -28,6 +29,10 @@ PORTS = VARS['dms_host_ports']
 ALICE = ('alice@example.com', VARS['dms_test_alice_password'])
 BOB = ('bob@example.com', 'Bob-Molecule-Pw-2')
 CONTAINER = VARS['dms_container_name']
+IMAGE = os.environ.get('DMS_TEST_IMAGE') or 'dms-test:16'
+# The same choice as vars/dms.yml: the setting in the syntax of the image's Dovecot.
+VARS_DOVECOT = ({'ssl_server_prefer_ciphers': 'client'} if re.search(r':v?16', IMAGE)
+                else {'ssl_prefer_server_ciphers': 'no'})
 BASE = Path(VARS['dms_base_dir'])
 
 
@@ -59,10 +64,11 @@ def wait_for_message(user, password, marker, timeout=60):
 
 
 def send(to, sender=None, auth=None, port=25):
+    """Send as real clients do: with Date: and Message-ID:, a fully qualified EHLO name, and on port 25 from a
+    sender domain that resolves (the scenario's DNS server knows outside.test)."""
     msg, marker = mailclient.new_message(sender or 'tester@outside.test', to, 'molecule')
     if port == 25:
-        with smtplib.SMTP(HOST, PORTS[25], timeout=30) as smtp:
-            smtp.send_message(msg)
+        mailclient.send_25(PORTS[25], msg)
     else:
         mailclient.submit(PORTS[587], auth[0], auth[1], msg)
     return marker
@@ -89,6 +95,26 @@ def converge(extra_vars):
 def test_login_with_right_password_and_not_with_wrong(login):
     login(*ALICE)
     assert login_fails(login, ALICE[0], ALICE[1] + '-wrong')
+
+
+def test_port_25_accepts_mail_only_from_a_resolvable_sender():
+    """DMS refuses a sender domain that does not resolve (reject_unknown_sender_domain); the scenario's DNS server
+    resolves outside.test only."""
+    with smtplib.SMTP(HOST, PORTS[25], timeout=60, local_hostname=mailclient.HELO) as smtp:
+        smtp.ehlo()
+        smtp.mail('tester@nowhere.test')
+        code, text = smtp.rcpt('alice@example.com')
+        assert code == 450 and b'Domain not found' in text, (code, text)
+        smtp.rset()
+        smtp.mail('tester@outside.test')
+        assert smtp.rcpt('alice@example.com')[0] == 250
+
+
+def test_dovecot_setting_of_the_release_line_is_applied():
+    key, value = next(iter(VARS_DOVECOT.items()))
+    out = subprocess.run(['docker', 'exec', CONTAINER, 'doveconf', '-h', key], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == value
 
 
 def test_alias_delivers_to_target_mailbox():
