@@ -10,7 +10,7 @@
 #
 # Environment:
 #   DMS_DEMO_MODE   auto (default), full (fail when the container cannot run) or config (never run a container)
-#   DMS_DEMO_IMAGE  the image to run (default: the test image dms-test:local, built here)
+#   DMS_DEMO_IMAGE  the image to run (default: the DMS 16 test image dms-test:16, built here)
 # Extra arguments go to ansible-playbook (for example -e dms_container_name=other).
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -27,9 +27,9 @@ engine_ready() {
     return 1
   fi
   bash "$ROOT/hack/ensure-docker.sh" || { say "Docker did not start: config-only"; return 1; }
-  if [ -z "${DMS_DEMO_IMAGE:-}" ] || [ "${DMS_DEMO_IMAGE}" = dms-test:local ]; then
+  if [ -z "${DMS_DEMO_IMAGE:-}" ] || [ "${DMS_DEMO_IMAGE}" = dms-test:16 ]; then
     say "building the test image if it is missing (a minute or two the first time)"
-    DMS_TEST_IMAGE=dms-test:local bash "$ROOT/hack/build-test-images.sh" \
+    bash "$ROOT/hack/build-test-images.sh" 16 \
       || { say "the test image could not be built: config-only"; return 1; }
   fi
 }

@@ -21,7 +21,7 @@ from mailclient import imap_login
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='Podman and the test image need root here')
 
-IMAGE = 'localhost/dms-test:local'
+IMAGE = 'localhost/dms-test:16'
 PORT_IMAPS = 22993
 
 
@@ -29,7 +29,7 @@ def _ensure_image():
     subprocess.run(['bash', str(COLLECTION_ROOT / 'hack' / 'build-test-images.sh')], check=True,
                    stdout=subprocess.DEVNULL)
     if subprocess.run(['podman', 'image', 'exists', IMAGE], check=False).returncode != 0:
-        save = subprocess.Popen(['docker', 'save', 'dms-test:local'], stdout=subprocess.PIPE)
+        save = subprocess.Popen(['docker', 'save', 'dms-test:16'], stdout=subprocess.PIPE)
         subprocess.run(['podman', 'load', '-q'], stdin=save.stdout, check=True, stdout=subprocess.DEVNULL)
         assert save.wait() == 0
 
