@@ -620,6 +620,8 @@ def test_rspamd_signs_as_rspamd_with_the_key_dms_gave_it(line):
     assert box.exec('stat', '-c', '%U', '/tmp/docker-mailserver/rspamd/dkim/' + key.name).stdout.strip() == '_rspamd'
     assert key.stat().st_mode & 0o777 == 0o600
     # SSL_TYPE is empty here: no TLS anywhere, as DMS does it, and AUTH is allowed without it.
+    with pytest.raises(OSError):
+        _served_serial(box.ip, 993)
     msg, marker = new_message(ALICE[0], ALICE[0], 'rspamd')
     _wait(lambda: box.exec('ss', '-ltn').stdout.count(':11332') > 0, 60, 'rspamd does not listen', box)
     # Its workers, which read the keys, run as _rspamd.
