@@ -22,14 +22,15 @@ from mailclient import imap_login
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='Podman and the test image need root here')
 
 IMAGE = 'localhost/dms-test:16'
+IMAGE_15 = 'localhost/dms-test:15.1'
 PORT_IMAPS = 22993
 
 
-def _ensure_image():
+def _ensure_image(image=IMAGE):
     subprocess.run(['bash', str(COLLECTION_ROOT / 'hack' / 'build-test-images.sh')], check=True,
                    stdout=subprocess.DEVNULL)
-    if subprocess.run(['podman', 'image', 'exists', IMAGE], check=False).returncode != 0:
-        save = subprocess.Popen(['docker', 'save', 'dms-test:16'], stdout=subprocess.PIPE)
+    if subprocess.run(['podman', 'image', 'exists', image], check=False).returncode != 0:
+        save = subprocess.Popen(['docker', 'save', image.split('/', 1)[1]], stdout=subprocess.PIPE)
         subprocess.run(['podman', 'load', '-q'], stdin=save.stdout, check=True, stdout=subprocess.DEVNULL)
         assert save.wait() == 0
 
@@ -53,13 +54,22 @@ def podman_env(tmp_path):
         os.environ.pop('CONTAINERS_CONF', None)
 
 
+def _certificate(directory):
+    """A self-signed certificate for dms_tls_type: manual (like DMS, the image serves IMAPS only with TLS set up)."""
+    cert, key = directory / 'cert.pem', directory / 'key.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                    '-subj', '/CN=mail.example.com', '-keyout', str(key), '-out', str(cert)],
+                   check=True, capture_output=True)
+    return {'dms_tls_type': 'manual', 'dms_tls_cert': str(cert), 'dms_tls_key': str(key)}
+
+
 def test_role_on_podman(tmp_path, podman_env):
     base = tmp_path / 'dms'
     role_vars = {
         'dms_container_engine': 'podman', 'dms_container_name': 'dms-podman-test', 'dms_image': IMAGE,
         'dms_base_dir': str(base), 'dms_hostname': 'mail.example.com', 'dms_bind_address': '127.0.0.1',
         'dms_host_ports': {25: 22525, 465: 22465, 587: 22587, 993: PORT_IMAPS}, 'dms_dns_servers': ['127.0.0.1'],
-        'dms_health_timeout': 120,
+        'dms_health_timeout': 120, **_certificate(tmp_path),
         'dms_accounts': [{'address': 'alice@example.com', 'password': 'Podman-Alice-Pw-1'}],
     }
     role_task = {'name': 'role', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver'},
@@ -92,3 +102,30 @@ def test_role_on_podman(tmp_path, podman_env):
         assert gone.rc == 0
         assert subprocess.run(['podman', 'container', 'exists', 'dms-podman-test'], check=False).returncode == 1
         assert (base / 'docker-data' / 'dms' / 'config' / 'postfix-accounts.cf').exists()  # data stays
+
+
+def test_dms_15_on_podman_gets_the_compose_health_check(tmp_path, podman_env):
+    # DMS 15.1's image has no health check; the role gives the container DMS's compose.yaml one and runs it.
+    _ensure_image(IMAGE_15)
+    role_vars = {
+        'dms_container_engine': 'podman', 'dms_container_name': 'dms-podman-test15', 'dms_image': IMAGE_15,
+        'dms_base_dir': str(tmp_path / 'dms'), 'dms_hostname': 'mail.example.com', 'dms_bind_address': '127.0.0.1',
+        'dms_host_ports': {25: 22625, 465: 22665, 587: 22687, 993: 22693}, 'dms_dns_servers': ['127.0.0.1'],
+        'dms_health_timeout': 120,
+        'dms_accounts': [{'address': 'alice@example.com', 'password': 'Podman-15-Alice-Pw'}],
+    }
+    role_task = {'name': 'role', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver'},
+                 'vars': role_vars}
+    try:
+        first = run_play(tmp_path, [role_task], env=podman_env)
+        assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+        check = subprocess.run(['podman', 'inspect', '-f', '{{json .Config.Healthcheck}}', 'dms-podman-test15'],
+                               capture_output=True, text=True, check=True).stdout
+        assert "grep --silent ':smtp'" in check
+        second = run_play(tmp_path, [role_task], env=podman_env, name='again')
+        assert second.rc == 0
+        assert not any(task.get('changed') for task in second.tasks), [t for t in second.tasks if t.get('changed')]
+    finally:
+        gone = run_play(tmp_path, [dict(role_task, vars=dict(role_vars, dms_state='absent'))], env=podman_env,
+                        name='absent')
+        assert gone.rc == 0
