@@ -5,13 +5,19 @@ for a message.  Shared by the integration tests and the molecule verifiers (whic
 ``sys.path``).  Every connection goes to 127.0.0.1, where the tests publish the servers' ports."""
 from __future__ import annotations
 
+import datetime
 import email.message
 import email.utils
 import imaplib
 import smtplib
+import socket
 import ssl
 import time
 import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 HOST = '127.0.0.1'
 # The name the clients give in EHLO: fully qualified, as DMS's Postfix wants on port 25
@@ -82,3 +88,35 @@ def send_25(port, msg):
     """Send ``msg`` to port 25 as a mail server on the Internet would: no AUTH, a fully qualified EHLO name."""
     with smtplib.SMTP(HOST, port, timeout=60, local_hostname=HELO) as smtp:
         smtp.send_message(msg)
+
+
+def self_signed(directory, name, cn):
+    """A new key and self-signed certificate for ``cn`` in ``directory``: (key path, cert path, serial number)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path, cert_path = directory / ('%s-key.pem' % name), directory / ('%s-cert.pem' % name)
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path, cert.serial_number
+
+
+def served_serial(host, port, implicit=True):
+    """Serial number of the certificate a server presents: implicit TLS, or SMTP with STARTTLS."""
+    if implicit:
+        with socket.create_connection((host, port), timeout=15) as sock:
+            with tls_context().wrap_socket(sock) as tls:
+                der = tls.getpeercert(binary_form=True)
+    else:
+        with smtplib.SMTP(host, port, timeout=15, local_hostname=HELO) as smtp:
+            smtp.starttls(context=tls_context())
+            der = smtp.sock.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).serial_number

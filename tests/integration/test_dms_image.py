@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import smtplib
-import ssl
 import subprocess
 import time
 import uuid
@@ -29,14 +28,14 @@ from pathlib import Path
 
 import dkim
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from mailclient import new_message, tls_context
+from mailclient import new_message, served_serial as _served_serial, self_signed, tls_context
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINES = ('15.1', '16')
-IMAGES = {line: os.environ.get('DMS_TEST_IMAGE_%s' % line.split('.')[0]) or 'dms-test:%s' % line for line in LINES}
+IMAGES = {line: os.environ.get('DMS_TEST_IMAGE_%s' % line.split('.', maxsplit=1)[0]) or 'dms-test:%s' % line
+          for line in LINES}
 DNS_IMAGE = 'dms-test-dns:local'
 HOSTNAME = 'mail.example.com'
 DOMAIN = 'example.com'
@@ -59,39 +58,6 @@ def _run(*args, check=True, **kwargs):
 
 def _hash(password):
     return _run('doveadm', 'pw', '-s', 'SHA512-CRYPT', '-p', password).stdout.strip()
-
-
-def _self_signed(directory, name, cn=HOSTNAME):
-    """A key and a self-signed certificate for cn: (key path, cert path, serial)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, cn)])
-    now = time.time()
-    import datetime
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(datetime.datetime.fromtimestamp(now - 60, datetime.timezone.utc))
-            .not_valid_after(datetime.datetime.fromtimestamp(now + 86400, datetime.timezone.utc))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    directory.mkdir(parents=True, exist_ok=True)
-    key_path, cert_path = directory / ('%s-key.pem' % name), directory / ('%s-cert.pem' % name)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path, cert.serial_number
-
-
-def _served_serial(host, port, implicit=True):
-    """Serial number of the certificate the server presents (implicit TLS, or SMTP STARTTLS)."""
-    if implicit:
-        with ssl.create_connection((host, port), timeout=15) as sock:
-            with tls_context().wrap_socket(sock) as tls:
-                der = tls.getpeercert(binary_form=True)
-    else:
-        with smtplib.SMTP(host, port, timeout=15, local_hostname=HELO) as smtp:
-            smtp.starttls(context=tls_context())
-            der = smtp.sock.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der).serial_number
 
 
 def _wait(predicate, timeout, what, box=None):
@@ -295,13 +261,13 @@ def line(request, images, tmp_path_factory):
         (cfg / 'postfix-virtual.cf').write_text('info@%s %s\n' % (DOMAIN, ALICE[0]))
         (cfg / 'dovecot-quotas.cf').write_text('alice@example.com:10M\njimbob@example.com:5M\nbob@example.com:20M\n')
         _opendkim_files(cfg)
-        (cfg / 'postfix-main.cf').write_text('message_size_limit = 10000000\ndms_test_unused = 1\n'
-                                              'message_size_limit = 20480000\n')
+        (cfg / 'postfix-main.cf').write_text(
+            'message_size_limit = 10000000\ndms_test_unused = 1\nmessage_size_limit = 20480000\n')
         (cfg / 'postfix-master.cf').write_text('submission/inet/smtpd_reject_unlisted_recipient=yes\n')
         (cfg / 'dovecot.cf').write_text(
             'ssl_server_prefer_ciphers = client\n' if lab.is16 else 'ssl_prefer_server_ciphers = no\n')
         lab.tls_dir = lab.base / 'main' / 'tls'
-        lab.key, lab.cert, lab.serial = _self_signed(lab.tls_dir, 'first')
+        lab.key, lab.cert, lab.serial = self_signed(lab.tls_dir, 'first', HOSTNAME)
         tls_env = {'SSL_TYPE': 'manual', 'SSL_KEY_PATH': '/tls/first-key.pem', 'SSL_CERT_PATH': '/tls/first-cert.pem'}
 
         # Rspamd signing (OpenDKIM off), without TLS (SSL_TYPE empty): the DNS server publishes its key.
@@ -337,14 +303,14 @@ def line(request, images, tmp_path_factory):
         # letsencrypt: a certbot live/ layout (symlinks into archive/), a Traefik acme.json mounted writable, and
         # the same mounted read-only (DMS writes the extracted files under live/, so that must fail).
         le = lab.base / 'letsencrypt-certbot'
-        key, cert, lab.certbot_serial = _self_signed(le / 'archive' / HOSTNAME, 'x')
+        key, cert, lab.certbot_serial = self_signed(le / 'archive' / HOSTNAME, 'x', HOSTNAME)
         (le / 'live' / HOSTNAME).mkdir(parents=True)
         (le / 'live' / HOSTNAME / 'fullchain.pem').symlink_to('../../archive/%s/x-cert.pem' % HOSTNAME)
         (le / 'live' / HOSTNAME / 'privkey.pem').symlink_to('../../archive/%s/x-key.pem' % HOSTNAME)
         lab.start('le-certbot', lab.config('le-certbot'), {'SSL_TYPE': 'letsencrypt'},
                   volumes=['%s:/etc/letsencrypt' % le])
         acme = lab.base / 'letsencrypt-acme'
-        key, cert, lab.acme_serial = _self_signed(lab.base / 'acme-src', 'acme')
+        key, cert, lab.acme_serial = self_signed(lab.base / 'acme-src', 'acme', HOSTNAME)
         acme.mkdir()
         (acme / 'acme.json').write_text(json.dumps({'letsencrypt': {'Certificates': [{
             'domain': {'main': 'example.com', 'sans': [HOSTNAME]},
@@ -519,7 +485,7 @@ def test_dovecot_setting_of_the_other_line_breaks_dovecot_but_not_the_start(line
     # Like DMS: the start-up goes on, and supervisord restarts the failing Dovecot for ever.
     out = box.exec('doveconf', '-n', check=False)
     assert out.returncode != 0 and setting in out.stderr
-    log = _wait(lambda: box.exec('cat', '/var/log/supervisor/supervisord.log').stdout.count("spawned: 'dovecot'")
+    log = _wait(lambda: box.exec('cat', '/var/log/supervisor/supervisord.log').stdout.count('exited: dovecot')
                 >= 3, 30, 'dovecot was not restarted again and again', box)
     assert log
     with pytest.raises(OSError):
@@ -579,7 +545,7 @@ def test_manual_certificate_replaced_on_the_host_is_served_without_a_restart(lin
     assert _served_serial(main.ip, 993) == line.serial
     assert _served_serial(main.ip, 465) == line.serial
     tmp = line.base / 'renewed'
-    key, cert, serial = _self_signed(tmp, 'renewed')
+    key, cert, serial = self_signed(tmp, 'renewed', HOSTNAME)
     # A renewal replaces the files (a new inode), as certbot or an operator's copy does.
     shutil.copy(str(key), str(line.tls_dir / 'first-key.pem.new'))
     shutil.copy(str(cert), str(line.tls_dir / 'first-cert.pem.new'))

@@ -1,8 +1,9 @@
-#!/usr/bin/python3
+# Copyright (c) dms.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the certificate and key of DOMAIN from a Traefik acme.json to
 LIVE_DIR/DOMAIN/fullchain.pem and key.pem, as DMS does for SSL_TYPE=letsencrypt.
 
-Usage: dms-test-acme-extract ACME_JSON DOMAIN LIVE_DIR
+Usage: python3 acme_extract.py ACME_JSON DOMAIN LIVE_DIR
 A certificate matches when DOMAIN is its main domain or one of its SANs. Exit 1
 when no certificate matches."""
 import base64
