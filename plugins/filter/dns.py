@@ -142,7 +142,8 @@ def dms_dns_records(hosts):
     ``dkim`` (the records ``dms_dkim`` returns for it), ``ports`` (the container ports it serves) and ``host_ports``
     (``{container_port: host_port}`` overrides),
     ``addresses`` (accounts and alias keys, to check where reports go), ``relays`` (``{domain: relay host}``),
-    optional ``ipv4`` / ``ipv6`` lists and ``options`` (``ttl``, ``mx_priority``, ``spf``, ``dmarc_policy``,
+    optional ``ipv4`` / ``ipv6`` lists (AAAA only when ``bind_address`` is an IPv6 address), ``bind_address``
+    and ``options`` (``ttl``, ``mx_priority``, ``spf``, ``dmarc_policy``,
     ``dmarc_rua``, ``mta_sts``, ``mta_sts_mode``, ``mta_sts_max_age``, ``tls_rpt_rua``, ``client_hints``).
 
     Returns ``{'records': [...], 'notes': [...], 'mta_sts_policies': {domain: text}}``. Fails when hosts publish
@@ -163,8 +164,17 @@ def dms_dns_records(hosts):
         ttl = opts['ttl']
         addresses = set(str(a).lower() for a in host.get('addresses') or [])
         parent = hostname.split('.', 1)[1] if hostname.count('.') >= 2 else hostname
+        # The mailserver role publishes on dms_bind_address: an IPv4 one (0.0.0.0 by default) refuses IPv6
+        # clients, so an AAAA record would send them to a closed port.
+        bind = str(host.get('bind_address') or '0.0.0.0')
         for family, rtype in (('ipv4', 'A'), ('ipv6', 'AAAA')):
             for address in host.get(family) or []:
+                if rtype == 'AAAA' and ':' not in bind:
+                    plan.note('%s: no AAAA record for %s: the mail server publishes its ports on %s (IPv4 only), '
+                              'so IPv6 clients would be refused. Publish on IPv6 as DMS\'s IPv6 page describes '
+                              '(an IPv6-enabled container network, so that clients keep their own address), set '
+                              'dms_bind_address to an IPv6 address, then add the record' % (name, address, bind))
+                    continue
                 plan.add(name, parent, 'address', hostname, rtype, str(address), ttl)
                 plan.note('PTR: the reverse DNS name of %s should be %s (set by whoever runs the address, often the '
                           'hosting provider), and %s should resolve back to it' % (address, hostname, hostname))

@@ -59,7 +59,7 @@ def test_a_key_not_made_yet_is_a_note():
 
 def test_options_and_notes():
     dns = dms_dns_records([host(addresses=[], relays={'example.com': 'smtp.relay.test'}, ipv4=['192.0.2.10'],
-                                ipv6=['2001:db8::10'],
+                                ipv6=['2001:db8::10'], bind_address='::',
                                 options={'ttl': 300, 'spf': 'v=spf1 mx include:relay.test -all',
                                          'dmarc_policy': 'quarantine', 'dmarc_rua': 'reports@{domain}'})])
     assert of(dns, 'spf')[0]['value'] == 'v=spf1 mx include:relay.test -all'
@@ -69,6 +69,7 @@ def test_options_and_notes():
     assert all(r['ttl'] == 300 for r in dns['records'])
     notes = '\n'.join(dns['notes'])
     assert 'reverse DNS name of 192.0.2.10 should be mx1.example.com' in notes
+    assert 'no AAAA record' not in notes
     assert 'example.com: mail from this domain leaves through the relay smtp.relay.test' in notes
     assert 'DMARC reports go to reports@example.com, which is no account or alias on mx1' in notes
     # No rua at all, and a catch-all receives the reports.
@@ -134,3 +135,12 @@ def test_table():
     assert dms_dns_table(dns['records']).splitlines()[:3] == lines[:3]
     with pytest.raises(AnsibleFilterError):
         dms_dns_table('records')
+
+
+@pytest.mark.parametrize('bind', [None, '0.0.0.0', '192.0.2.10'])
+def test_no_aaaa_record_while_the_ports_are_published_on_ipv4_only(bind):
+    dns = dms_dns_records([host(ipv4=['192.0.2.10'], ipv6=['2001:db8::10'], bind_address=bind)])
+    addresses = [(r['type'], r['value']) for r in dns['records'] if r['purpose'] == 'address']
+    assert addresses == [('A', '192.0.2.10')]
+    notes = '\n'.join(dns['notes'])
+    assert 'no AAAA record for 2001:db8::10' in notes and "DMS's IPv6 page" in notes
