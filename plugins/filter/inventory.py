@@ -296,6 +296,39 @@ def dms_inventory_errors(data):
     return errors
 
 
+def dms_dkim_items(items, env, rspamd_id=''):
+    """The role's dms_dkim items with the backend DMS's own ``setup config dkim`` would choose when an item names
+    none (Rspamd when ENABLE_RSPAMD=1 and ENABLE_OPENDKIM=0, else OpenDKIM), and, for Rspamd keys, the ids of the
+    image's _rspamd user as key_owner/key_group (parsed from ``id _rspamd`` output) unless the item sets them."""
+    if not isinstance(items, list):
+        raise AnsibleFilterError('dms_dkim_items: expected the list dms_dkim')
+    env = env or {}
+
+    def flag(name, default):
+        value = str(env.get(name, default)).strip().lower()
+        return value in ('1', 'true', 'yes', 'on')
+
+    default = 'rspamd' if flag('ENABLE_RSPAMD', 0) and not flag('ENABLE_OPENDKIM', 1) else 'opendkim'
+    ids = {}
+    for part in str(rspamd_id or '').split():
+        key, sep, value = part.partition('=')
+        if sep and key in ('uid', 'gid'):
+            number = value.split('(', 1)[0]
+            if number.isdigit():
+                ids[key] = int(number)
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise AnsibleFilterError('dms_dkim_items: every dms_dkim item must be a dict')
+        merged = {'backend': default}
+        backend = item.get('backend') or default
+        if backend == 'rspamd' and 'uid' in ids and 'gid' in ids:
+            merged.update(key_owner=ids['uid'], key_group=ids['gid'])
+        merged.update((k, v_) for k, v_ in item.items() if v_ is not None)
+        out.append(merged)
+    return out
+
+
 def dms_dkim_group_errors(hosts):
     """Hosts of one play that would publish different DKIM keys under one record name.
 
@@ -327,6 +360,7 @@ class FilterModule:
     def filters(self):
         return {
             'dms_dkim_group_errors': dms_dkim_group_errors,
+            'dms_dkim_items': dms_dkim_items,
             'dms_inventory_errors': dms_inventory_errors,
             'dms_mail_addresses': dms_mail_addresses,
             'dms_mail_domains': dms_mail_domains,

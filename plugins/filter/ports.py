@@ -24,8 +24,8 @@ def _flag(env, name):
 def dms_mail_ports(env):
     """The container ports DMS serves for an environment, as published by the mailserver role.
 
-    25, 465 and 587 always; 993 unless IMAP is off or SMTP_ONLY=1; 143 only when
-    ENABLE_IMAP is set to 1 explicitly; 110 and 995 with ENABLE_POP3=1; 4190 with
+    25, 465 and 587 always; 143 and 993 unless IMAP is off (ENABLE_IMAP=0, DMS's
+    default is 1) or SMTP_ONLY=1; 110 and 995 with ENABLE_POP3=1; 4190 with
     ENABLE_MANAGESIEVE=1.
     """
     env = env or {}
@@ -35,14 +35,42 @@ def dms_mail_ports(env):
     ports = [25, 465, 587]
     imap = _flag(env, 'ENABLE_IMAP')
     if not smtp_only and imap is not False:
-        ports.append(993)
-        if imap is True:
-            ports.append(143)
+        ports.extend([143, 993])
     if not smtp_only and _flag(env, 'ENABLE_POP3'):
         ports.extend([110, 995])
     if not smtp_only and _flag(env, 'ENABLE_MANAGESIEVE'):
         ports.append(4190)
     return sorted(ports)
+
+
+# Values DMS accepts for the variables it checks at start; anything else stops the container (a panic) or,
+# for PERMIT_DOCKER, silently trusts no network. Keyed by variable: (allowed values, what DMS does otherwise).
+_ENV_CHOICES = {
+    'ACCOUNT_PROVISIONER': (('FILE', 'LDAP'), 'DMS stops at start (OIDC is not implemented in DMS)'),
+    'SSL_TYPE': (('', 'letsencrypt', 'manual', 'custom', 'self-signed', 'snakeoil'), 'DMS stops at start'),
+    'PERMIT_DOCKER': (('none', 'container', 'host', 'network', 'connected-networks'),
+                      'DMS warns and trusts no network'),
+    'DOVECOT_INET_PROTOCOLS': (('all', 'ipv4', 'ipv6'), 'DMS stops at start'),
+    'LOGROTATE_INTERVAL': (('daily', 'weekly', 'monthly'), 'DMS stops at start'),
+}
+
+
+def dms_env_refusals(env):
+    """Values of the DMS environment that DMS itself rejects, as messages naming the variable (values of these
+    variables are not secrets)."""
+    out = []
+    env = env or {}
+    for key, (allowed, effect) in sorted(_ENV_CHOICES.items()):
+        if key not in env or env[key] is None:
+            continue
+        value = str(env[key])
+        if value not in allowed:
+            out.append('dms_env.%s: %r is not one of %s (%s)'
+                       % (key, value, ', '.join(repr(a) for a in allowed), effect))
+    if 'LOGROTATE_COUNT' in env and env['LOGROTATE_COUNT'] is not None \
+            and not str(env['LOGROTATE_COUNT']).isdigit():
+        out.append('dms_env.LOGROTATE_COUNT: %r is not a whole number (DMS stops at start)' % (env['LOGROTATE_COUNT'],))
+    return out
 
 
 def dms_env_problems(env):
@@ -123,6 +151,7 @@ class FilterModule:
             'dms_env_file': dms_env_file,
             'dms_env_strings': dms_env_strings,
             'dms_env_problems': dms_env_problems,
+            'dms_env_refusals': dms_env_refusals,
             'dms_summary': dms_summary,
             'dms_port_mapping': dms_port_mapping,
             'dms_host_port_list': dms_host_port_list,

@@ -23,7 +23,7 @@ from dmstest import COLLECTION_ROOT
 
 VENV = str(Path(sys.executable).parent.parent)
 CONTAINER = 'dms-demo-test'
-PORTS = {25: 15025, 465: 15465, 587: 15587, 993: 15993}
+PORTS = {25: 15025, 143: 15143, 465: 15465, 587: 15587, 993: 15993}
 IGNORED = ('.git', '.build', '.ansible', 'demo-output', '__pycache__', '.pytest_cache', 'output', '.hypothesis')
 
 

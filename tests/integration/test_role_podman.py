@@ -13,6 +13,7 @@ import imaplib
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -68,7 +69,8 @@ def test_role_on_podman(tmp_path, podman_env):
     role_vars = {
         'dms_container_engine': 'podman', 'dms_container_name': 'dms-podman-test', 'dms_image': IMAGE,
         'dms_base_dir': str(base), 'dms_hostname': 'mail.example.com', 'dms_bind_address': '127.0.0.1',
-        'dms_host_ports': {25: 22525, 465: 22465, 587: 22587, 993: PORT_IMAPS}, 'dms_dns_servers': ['127.0.0.1'],
+        'dms_host_ports': {25: 22525, 143: 22143, 465: 22465, 587: 22587, 993: PORT_IMAPS},
+        'dms_dns_servers': ['127.0.0.1'],
         'dms_health_timeout': 120, **_certificate(tmp_path),
         'dms_accounts': [{'address': 'alice@example.com', 'password': 'Podman-Alice-Pw-1'}],
     }
@@ -110,7 +112,8 @@ def test_dms_15_on_podman_gets_the_compose_health_check(tmp_path, podman_env):
     role_vars = {
         'dms_container_engine': 'podman', 'dms_container_name': 'dms-podman-test15', 'dms_image': IMAGE_15,
         'dms_base_dir': str(tmp_path / 'dms'), 'dms_hostname': 'mail.example.com', 'dms_bind_address': '127.0.0.1',
-        'dms_host_ports': {25: 22625, 465: 22665, 587: 22687, 993: 22693}, 'dms_dns_servers': ['127.0.0.1'],
+        'dms_host_ports': {25: 22625, 143: 22643, 465: 22665, 587: 22687, 993: 22693},
+        'dms_dns_servers': ['127.0.0.1'],
         'dms_health_timeout': 120,
         'dms_accounts': [{'address': 'alice@example.com', 'password': 'Podman-15-Alice-Pw'}],
     }
@@ -129,3 +132,28 @@ def test_dms_15_on_podman_gets_the_compose_health_check(tmp_path, podman_env):
         gone = run_play(tmp_path, [dict(role_task, vars=dict(role_vars, dms_state='absent'))], env=podman_env,
                         name='absent')
         assert gone.rc == 0
+
+
+def test_stopped_container_fails_at_once_on_podman(tmp_path, podman_env):
+    # A DMS start-up error (no network interface of that name) stops the container with status 0: the role
+    # reports it with the last log lines at once instead of waiting out dms_health_timeout.
+    role_vars = {
+        'dms_container_engine': 'podman', 'dms_container_name': 'dms-podman-stop', 'dms_image': IMAGE,
+        'dms_base_dir': str(tmp_path / 'dms'), 'dms_hostname': 'mail.example.com', 'dms_bind_address': '127.0.0.1',
+        'dms_host_ports': {25: 22725, 143: 22743, 465: 22765, 587: 22787, 993: 22793},
+        'dms_dns_servers': ['127.0.0.1'], 'dms_health_timeout': 300, 'dms_restart_policy': 'no', 'dms_no_log': False,
+        'dms_env': {'NETWORK_INTERFACE': 'nope0'},
+        'dms_accounts': [{'address': 'alice@example.com', 'password': 'Podman-Stop-Alice-Pw'}],
+    }
+    role_task = {'name': 'role', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver'},
+                 'vars': role_vars}
+    try:
+        start = time.monotonic()
+        res = run_play(tmp_path, [role_task], env=podman_env)
+        assert res.rc != 0
+        assert time.monotonic() - start < 150, 'the role waited for a stopped container'
+        failed = [t for t in res.tasks if t.get('failed')][-1]
+        assert 'stopped or has no health check' in failed['msg']
+        assert 'NETWORK_INTERFACE appears to be misconfigured' in failed['msg']
+    finally:
+        subprocess.run(['podman', 'rm', '-f', 'dms-podman-stop'], check=False, capture_output=True)

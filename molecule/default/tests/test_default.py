@@ -117,6 +117,24 @@ def test_dovecot_setting_of_the_release_line_is_applied():
     assert out.stdout.strip() == value
 
 
+def test_manual_certificate_renewed_on_the_host_is_served_without_a_role_run():
+    """The role mounts the directories of dms_tls_cert and dms_tls_key, so a renewal that replaces the files on the
+    host reaches the container, and DMS's change detector applies it (465 and 993) without a restart."""
+    started = container_started_at()
+    tls = Path(VARS['dms_base_dir']) / 'tls'
+    key, cert, serial = mailclient.self_signed(tls / 'renewal', 'renewed', VARS['dms_hostname'])
+    assert mailclient.served_serial(HOST, PORTS[993]) != serial
+    # As certbot or an operator's copy does: new files renamed over the old ones.
+    os.replace(str(key), str(tls / 'key.pem'))
+    os.replace(str(cert), str(tls / 'cert.pem'))
+    deadline = time.monotonic() + 120
+    while not (mailclient.served_serial(HOST, PORTS[993]) == serial
+               and mailclient.served_serial(HOST, PORTS[465]) == serial):
+        assert time.monotonic() < deadline, 'the renewed certificate is not served after 2 minutes'
+        time.sleep(2)
+    assert container_started_at() == started
+
+
 def test_alias_delivers_to_target_mailbox():
     marker = send('info@example.com')
     wait_for_message(*ALICE, marker)

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The converged firewalls, probed with real TCP connections from two client containers on two networks.
 
-vars/role.yml: mail ports from dms_env (25, 465, 587, 993, and 4190 for ManageSieve; POP3 and IMAP on 143 off),
-extra port 8025, submission and IMAPS only from the office range, 8025 only from the other range. Every target
+vars/role.yml: mail ports from dms_env (25, 143, 465, 587, 993, and 4190 for ManageSieve; POP3 off), extra port
+8025, submission and IMAP (143, 993) only from the office range, 8025 only from the other range. Every target
 listens on all probed ports, so a port that does not accept is closed by the firewall.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fwtest import (BACKEND, CLIENT_NETWORK, OFFICE, OUTSIDE, TARGETS, accepted,
 
 PROBED = [22, 25, 110, 143, 465, 587, 993, 995, 4190, 8025]
 OPEN = {
-    OFFICE: {22, 25, 465, 587, 993, 4190},
+    OFFICE: {22, 25, 143, 465, 587, 993, 4190},
     OUTSIDE: {22, 25, 465, 4190, 8025},
 }
 FAMILIES = [4, 6]

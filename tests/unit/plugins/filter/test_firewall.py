@@ -29,7 +29,8 @@ def by_key(rules):
 
 def test_rules_follow_the_mail_ports_and_add_ssh():
     rules = by_key(build_rules(dms_mail_ports({}), ssh_port=22))
-    assert sorted(rules, key=lambda k: int(k.split('/')[0])) == ['22/tcp', '25/tcp', '465/tcp', '587/tcp', '993/tcp']
+    expected = ['22/tcp', '25/tcp', '143/tcp', '465/tcp', '587/tcp', '993/tcp']
+    assert sorted(rules, key=lambda k: int(k.split('/')[0])) == expected
     assert rules['22/tcp']['ssh'] and not rules['22/tcp']['mail']
     assert rules['25/tcp']['everywhere'] and rules['25/tcp']['v4'] == ['0.0.0.0/0'] and rules['25/tcp']['v6'] == ['::/0']
     assert rules['587/tcp']['name'] == 'dms-mailserver-587'

@@ -7,7 +7,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dms.mailserver.plugins.filter.inventory import (
-    dms_dkim_group_errors, dms_inventory_errors, dms_mail_addresses, dms_mail_domains, dms_survey_entries,
+    dms_dkim_group_errors, dms_dkim_items, dms_inventory_errors, dms_mail_addresses, dms_mail_domains,
+    dms_survey_entries,
 )
 
 ACCOUNTS = [{'address': 'alice@example.com', 'password': 'secret-a'},
@@ -191,3 +192,32 @@ def test_dkim_group_errors():
     assert errors == ['the hosts a, b all sign example.com with the selector mail, but dms_dkim_shared is not true '
                       'for b, so their keys would differ under the one record mail._domainkey.example.com. Set '
                       'dms_dkim_shared: true for these hosts, or give each host its own selector']
+
+
+RSPAMD_ID = 'uid=100(_rspamd) gid=101(_rspamd) groups=101(_rspamd)'
+
+
+@pytest.mark.parametrize('env,backend', [
+    ({}, 'opendkim'),
+    ({'ENABLE_RSPAMD': 1}, 'opendkim'),            # OpenDKIM stays on by default: DMS keeps using it
+    ({'ENABLE_RSPAMD': 1, 'ENABLE_OPENDKIM': 0}, 'rspamd'),
+    ({'ENABLE_RSPAMD': '1', 'ENABLE_OPENDKIM': '0'}, 'rspamd'),
+    ({'ENABLE_RSPAMD': 0, 'ENABLE_OPENDKIM': 0}, 'opendkim'),
+])
+def test_dkim_items_follow_the_env_as_dms_setup_does(env, backend):
+    items = dms_dkim_items([{'domain': 'example.com'}], env, RSPAMD_ID)
+    assert items[0]['backend'] == backend
+    if backend == 'rspamd':
+        assert (items[0]['key_owner'], items[0]['key_group']) == (100, 101)
+    else:
+        assert 'key_owner' not in items[0]
+
+
+def test_dkim_items_keep_what_an_item_sets():
+    env = {'ENABLE_RSPAMD': 1, 'ENABLE_OPENDKIM': 0}
+    items = dms_dkim_items([{'domain': 'a.example', 'backend': 'opendkim'},
+                            {'domain': 'b.example', 'key_owner': 7, 'key_group': 8},
+                            {'domain': 'c.example'}], env, '')
+    assert items[0] == {'domain': 'a.example', 'backend': 'opendkim'}
+    assert items[1] == {'domain': 'b.example', 'backend': 'rspamd', 'key_owner': 7, 'key_group': 8}
+    assert items[2] == {'domain': 'c.example', 'backend': 'rspamd'}   # ids unknown (config-only): no owner

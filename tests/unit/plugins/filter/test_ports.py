@@ -7,18 +7,19 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.dms.mailserver.plugins.filter.ports import (
-    dms_env_file, dms_env_strings, dms_mail_ports, dms_port_mapping, dms_summary,
+    dms_env_file, dms_env_refusals, dms_env_strings, dms_mail_ports, dms_port_mapping, dms_summary,
 )
 
 
 @pytest.mark.parametrize('env,ports', [
-    ({}, [25, 465, 587, 993]),
+    # DMS serves IMAP on 143 (STARTTLS) and 993 unless ENABLE_IMAP=0.
+    ({}, [25, 143, 465, 587, 993]),
     ({'ENABLE_IMAP': 1}, [25, 143, 465, 587, 993]),
     ({'ENABLE_IMAP': '0'}, [25, 465, 587]),
-    ({'ENABLE_POP3': 1}, [25, 110, 465, 587, 993, 995]),
-    ({'ENABLE_MANAGESIEVE': True}, [25, 465, 587, 993, 4190]),
+    ({'ENABLE_POP3': 1}, [25, 110, 143, 465, 587, 993, 995]),
+    ({'ENABLE_MANAGESIEVE': True}, [25, 143, 465, 587, 993, 4190]),
     ({'SMTP_ONLY': 1, 'ENABLE_POP3': 1, 'ENABLE_IMAP': 1}, [25, 465, 587]),
-    ({'ENABLE_POP3': ''}, [25, 465, 587, 993]),
+    ({'ENABLE_POP3': ''}, [25, 143, 465, 587, 993]),
 ])
 def test_mail_ports(env, ports):
     assert dms_mail_ports(env) == ports
@@ -63,3 +64,25 @@ def test_env_problems_name_keys_never_values():
                         'cannot carry']
     assert 'secret' not in ' '.join(problems)
     assert dms_env_problems({'A': 'x'}) == []
+
+
+@pytest.mark.parametrize('env,needle', [
+    ({'ACCOUNT_PROVISIONER': 'OIDC'}, 'ACCOUNT_PROVISIONER'),
+    ({'ACCOUNT_PROVISIONER': 'file'}, 'ACCOUNT_PROVISIONER'),
+    ({'SSL_TYPE': 'bogus'}, 'SSL_TYPE'),
+    ({'PERMIT_DOCKER': 'everyone'}, 'trusts no network'),
+    ({'DOVECOT_INET_PROTOCOLS': 'both'}, 'DOVECOT_INET_PROTOCOLS'),
+    ({'LOGROTATE_INTERVAL': 'hourly'}, 'LOGROTATE_INTERVAL'),
+    ({'LOGROTATE_COUNT': 'four'}, 'LOGROTATE_COUNT'),
+])
+def test_env_refusals_name_the_variable(env, needle):
+    problems = dms_env_refusals(env)
+    assert len(problems) == 1 and needle in problems[0], problems
+
+
+def test_env_refusals_accept_what_dms_accepts():
+    env = {'ACCOUNT_PROVISIONER': 'LDAP', 'SSL_TYPE': '', 'PERMIT_DOCKER': 'connected-networks',
+           'DOVECOT_INET_PROTOCOLS': 'ipv4', 'LOGROTATE_INTERVAL': 'weekly', 'LOGROTATE_COUNT': 4,
+           'RELAY_PASSWORD': 'anything'}
+    assert dms_env_refusals(env) == []
+    assert dms_env_refusals({}) == []
