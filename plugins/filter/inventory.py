@@ -299,7 +299,9 @@ def dms_inventory_errors(data):
 def dms_dkim_items(items, env, rspamd_id=''):
     """The role's dms_dkim items with the backend DMS's own ``setup config dkim`` would choose when an item names
     none (Rspamd when ENABLE_RSPAMD=1 and ENABLE_OPENDKIM=0, else OpenDKIM), and, for Rspamd keys, the ids of the
-    image's _rspamd user as key_owner/key_group (parsed from ``id _rspamd`` output) unless the item sets them."""
+    image's _rspamd user as key_owner/key_group (parsed from ``id _rspamd`` output) unless the item sets them.
+    ``in_use`` says whether the backend's signer runs with this environment (OpenDKIM: ENABLE_OPENDKIM, default 1;
+    Rspamd: ENABLE_RSPAMD, default 0): a key of a signer that is off signs nothing and is not to be published."""
     if not isinstance(items, list):
         raise AnsibleFilterError('dms_dkim_items: expected the list dms_dkim')
     env = env or {}
@@ -309,6 +311,7 @@ def dms_dkim_items(items, env, rspamd_id=''):
         return value in ('1', 'true', 'yes', 'on')
 
     default = 'rspamd' if flag('ENABLE_RSPAMD', 0) and not flag('ENABLE_OPENDKIM', 1) else 'opendkim'
+    running = {'rspamd': flag('ENABLE_RSPAMD', 0), 'opendkim': flag('ENABLE_OPENDKIM', 1)}
     ids = {}
     for part in str(rspamd_id or '').split():
         key, sep, value = part.partition('=')
@@ -325,6 +328,7 @@ def dms_dkim_items(items, env, rspamd_id=''):
         if backend == 'rspamd' and 'uid' in ids and 'gid' in ids:
             merged.update(key_owner=ids['uid'], key_group=ids['gid'])
         merged.update((k, v_) for k, v_ in item.items() if v_ is not None)
+        merged['in_use'] = running.get(merged['backend'], False)
         out.append(merged)
     return out
 

@@ -46,6 +46,8 @@ def role_task(tmp_path, **overrides):
     ({'dms_image': 'dms-test'}, 'pinned by a tag'),
     ({'dms_container_engine': 'lxc'}, 'dms_container_engine'),
     ({'dms_tls_type': 'manual'}, 'dms_tls_cert'),
+    ({'dms_tls_type': 'manual', 'dms_tls_cert': '/c.pem', 'dms_tls_key': '/k.pem', 'dms_tls_alt_cert': '/a.pem'},
+     'dms_tls_alt_key'),
     ({'dms_env': {'RELAY_PASSWORD': 'line\nbreak'}}, 'line break'),
     ({'dms_env': {'BAD-NAME': '1'}}, 'not a valid environment variable name'),
     ({'dms_image': 'dms-test:local'}, 'set dms_release_line'),
@@ -95,6 +97,8 @@ def test_manual_tls_mounts_the_directories_and_letsencrypt_is_writable(tmp_path)
     res = run_play(tmp_path, [role_task(tmp_path, dms_manage_container=False, dms_tls_type='manual',
                                         dms_tls_cert=str(tmp_path / 'certs' / 'fullchain.pem'),
                                         dms_tls_key=str(tmp_path / 'certs' / 'privkey.pem'),
+                                        dms_tls_alt_cert=str(tmp_path / 'rsa' / 'cert.pem'),
+                                        dms_tls_alt_key=str(tmp_path / 'rsa' / 'key.pem'),
                                         dms_no_log=False,
                                         dms_extra_volumes=['/srv/secrets:/run/secrets:ro']),
                               {'name': 'show', 'ansible.builtin.debug': {'var': 'dms_effective_env'}}])
@@ -102,8 +106,21 @@ def test_manual_tls_mounts_the_directories_and_letsencrypt_is_writable(tmp_path)
     env = res.tasks[-1]['dms_effective_env']
     assert env['SSL_CERT_PATH'] == '/etc/dms-manual-tls/cert/fullchain.pem'
     assert env['SSL_KEY_PATH'] == '/etc/dms-manual-tls/key/privkey.pem'
+    assert env['SSL_ALT_CERT_PATH'] == '/etc/dms-manual-tls/alt-cert/cert.pem'
+    assert env['SSL_ALT_KEY_PATH'] == '/etc/dms-manual-tls/alt-key/key.pem'
     env_file = (tmp_path / 'dms' / 'mailserver.env').read_text()
     assert 'SSL_CERT_PATH=/etc/dms-manual-tls/cert/fullchain.pem' in env_file
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='Docker and the test image need root here')
+def test_self_signed_without_its_files_is_refused_before_the_container_starts(tmp_path):
+    res = run_play(tmp_path, [role_task(tmp_path, dms_tls_type='self-signed',
+                                        dms_accounts=[{'address': 'alice@example.com', 'password': 'Self-Pw-1'}])])
+    assert res.rc != 0
+    failed = [t for t in res.tasks if t.get('failed')][-1]
+    for name in ('ssl/mail.example.com-key.pem', 'ssl/mail.example.com-cert.pem', 'ssl/demoCA/cacert.pem'):
+        assert name in failed['msg'], failed['msg']
+    assert subprocess.run(['docker', 'inspect', 'dms-role-test'], capture_output=True, check=False).returncode != 0
 
 
 @pytest.mark.parametrize('image,reported', [(IMAGE_15, True), (IMAGE_16, False)])

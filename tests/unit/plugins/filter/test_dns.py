@@ -144,3 +144,10 @@ def test_no_aaaa_record_while_the_ports_are_published_on_ipv4_only(bind):
     assert addresses == [('A', '192.0.2.10')]
     notes = '\n'.join(dns['notes'])
     assert 'no AAAA record for 2001:db8::10' in notes and "DMS's IPv6 page" in notes
+
+
+def test_keys_of_a_signer_that_is_off_are_not_published():
+    dns = dms_dns_records([host(dkim_unused=[{'domain': 'example.com', 'selector': 'mail', 'backend': 'opendkim'}])])
+    assert of(dns, 'dkim') == []
+    assert any('no DKIM record for example.com (selector mail)' in n and 'ENABLE_OPENDKIM' in n
+               for n in dns['notes']), dns['notes']

@@ -218,6 +218,12 @@ def test_dkim_items_keep_what_an_item_sets():
     items = dms_dkim_items([{'domain': 'a.example', 'backend': 'opendkim'},
                             {'domain': 'b.example', 'key_owner': 7, 'key_group': 8},
                             {'domain': 'c.example'}], env, '')
-    assert items[0] == {'domain': 'a.example', 'backend': 'opendkim'}
-    assert items[1] == {'domain': 'b.example', 'backend': 'rspamd', 'key_owner': 7, 'key_group': 8}
-    assert items[2] == {'domain': 'c.example', 'backend': 'rspamd'}   # ids unknown (config-only): no owner
+    # a.example names OpenDKIM, which is off here: its key signs nothing (in_use false, not to be published).
+    assert items[0] == {'domain': 'a.example', 'backend': 'opendkim', 'in_use': False}
+    assert items[1] == {'domain': 'b.example', 'backend': 'rspamd', 'key_owner': 7, 'key_group': 8, 'in_use': True}
+    assert items[2] == {'domain': 'c.example', 'backend': 'rspamd', 'in_use': True}   # ids unknown: no owner
+
+
+def test_dkim_items_in_use_follows_the_signers():
+    assert [i['in_use'] for i in dms_dkim_items([{'domain': 'a.example'}, {'domain': 'b.example',
+                                                                         'backend': 'rspamd'}], {})] == [True, False]
