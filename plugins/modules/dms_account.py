@@ -59,7 +59,7 @@ options:
         choices).
       - V(BLF-CRYPT) (bcrypt) uses only the first 72 bytes of a password; a longer password (counted in UTF-8) is
         refused for it, with an error naming the field.
-      - An error of a hashing library is never taken for a wrong password: the task fails, naming the installed
+      - An error of a hashing library is never taken for a wrong password. The task fails, naming the installed
         library versions, and nothing is written.
     type: str
     choices: [SHA512-CRYPT, BLF-CRYPT, ARGON2ID]

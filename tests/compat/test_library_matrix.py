@@ -22,7 +22,6 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import yaml
 from compat import NOTES, ROWS, debian_python, find_python, venv_for
