@@ -36,7 +36,8 @@ from mailclient import new_message, tls_context
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LINES = ('15.1', '16')
-IMAGES = {line: os.environ.get('DMS_TEST_IMAGE_%s' % line.split('.')[0]) or 'dms-test:%s' % line for line in LINES}
+IMAGES = {line: os.environ.get('DMS_TEST_IMAGE_%s' % line.split('.', maxsplit=1)[0]) or 'dms-test:%s' % line
+          for line in LINES}
 DNS_IMAGE = 'dms-test-dns:local'
 HOSTNAME = 'mail.example.com'
 DOMAIN = 'example.com'
@@ -296,7 +297,7 @@ def line(request, images, tmp_path_factory):
         (cfg / 'dovecot-quotas.cf').write_text('alice@example.com:10M\njimbob@example.com:5M\nbob@example.com:20M\n')
         _opendkim_files(cfg)
         (cfg / 'postfix-main.cf').write_text('message_size_limit = 10000000\ndms_test_unused = 1\n'
-                                              'message_size_limit = 20480000\n')
+                                             'message_size_limit = 20480000\n')
         (cfg / 'postfix-master.cf').write_text('submission/inet/smtpd_reject_unlisted_recipient=yes\n')
         (cfg / 'dovecot.cf').write_text(
             'ssl_server_prefer_ciphers = client\n' if lab.is16 else 'ssl_prefer_server_ciphers = no\n')
