@@ -13,7 +13,7 @@ steps=("$@")
 
 ensure_venv "$ROOT/requirements/test.txt"
 ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
-  python3-venv python3-passlib python3-bcrypt python3-argon2
+  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography
 stage
 cd "$STAGE"
 

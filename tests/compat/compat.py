@@ -24,12 +24,13 @@ SETS = {
     'passlib1.7.4+bcrypt3.2': ['passlib==1.7.4', 'bcrypt==3.2.2', 'argon2-cffi==21.3.0'],
     'passlib1.7.4+bcrypt4.3': ['passlib==1.7.4', 'bcrypt==4.3.0', 'argon2-cffi==23.1.0'],
     'passlib1.7.4+bcrypt5.0': ['passlib==1.7.4', 'bcrypt==5.0.0', 'argon2-cffi==25.1.0'],
-    # The maintained fork, as requirements/runtime.txt pins it.
-    'libpass1.9+bcrypt5.0': ['libpass==1.9.4', 'bcrypt==5.0.0', 'argon2-cffi==25.1.0'],
+    # The maintained fork, as requirements/runtime.txt pins it, with cryptography for dms_dkim: the rows of this
+    # set run all four state modules.
+    'libpass1.9+bcrypt5.0': ['libpass==1.9.4', 'bcrypt==5.0.0', 'argon2-cffi==25.1.0', 'cryptography==50.0.2'],
     # Only SHA512-CRYPT's library: BLF-CRYPT and ARGON2ID must fail with install guidance, nothing written.
     'passlib-only': ['passlib==1.7.4'],
 }
-DEBIAN_PACKAGES = ('python3-passlib', 'python3-bcrypt', 'python3-argon2')
+DEBIAN_PACKAGES = ('python3-passlib', 'python3-bcrypt', 'python3-argon2', 'python3-cryptography')
 
 # (set, Python version): every set on the reference Python, the current set on every Python from 3.9 to 3.13,
 # passlib 1.7.4 with bcrypt 5 on 3.13 (no crypt module) and the oldest set on the oldest Python.
@@ -91,7 +92,7 @@ def venv_for(set_name, python):
 
 
 def debian_python():
-    """/usr/bin/python3 when Debian's three packages are installed; else None."""
+    """/usr/bin/python3 when Debian's packages are installed; else None."""
     if not os.access('/usr/bin/python3', os.X_OK) or not shutil.which('dpkg-query'):
         return None
     for package in DEBIAN_PACKAGES:

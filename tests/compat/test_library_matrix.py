@@ -9,7 +9,9 @@ config dir of its own seeded with hashes written by Dovecot's ``doveadm pw``.  O
    (no scheme given, and BLF-CRYPT given explicitly): only the new accounts change;
 2. the same task again: ``changed=false``;
 3. with a ``bcrypt`` that fails the way bcrypt 5 did under passlib 1.7.4 shadowing the real one: the task fails,
-   naming the library, and nothing is written (the doveadm lines are byte-identical at the end).
+   naming the library, and nothing is written (the doveadm lines are byte-identical at the end);
+4. on the rows that have ``cryptography`` (the current set on every Python, and Debian's packages), the other three
+   state modules too, ``dms_alias``, ``dms_relay`` and ``dms_dkim``, each run twice: changed, then unchanged.
 
 The hashes written are then checked with ``doveadm pw -t``.  The row with passlib alone must fail with install
 guidance and leave the config dir as it was.
@@ -49,6 +51,19 @@ checkpw = hashpw
 '''
 
 
+# The other state modules, each run twice on the rows with all libraries (all_modules).
+OTHER_MODULES = [
+    ('dms_alias', {'alias': 'info@example.com', 'recipients': [NEW['SHA512-CRYPT']]}),
+    ('dms_relay', {'domain': 'example.com', 'host': 'smtp.example.net', 'port': 587, 'username': 'relay-user',
+                   'password': 'Relay-compat-pw-1'}),
+    ('dms_dkim', {'domain': 'example.com', 'key_type': 'ed25519'}),
+]
+
+
+def _all_modules(name):
+    return name == 'debian_packages' or name.endswith('libpass1.9+bcrypt5.0')
+
+
 def _rows():
     """(host name, description, interpreter) for every row this machine can run; the others are noted."""
     wanted, skipped = [], []
@@ -65,10 +80,11 @@ def _rows():
         rows.append(('py%s_%s' % (version, set_name), '%s on Python %s (pip)' % (set_name, version), interpreter))
     system = debian_python()
     if system:
-        rows.append(('debian_packages', "Debian's python3-passlib, python3-bcrypt, python3-argon2 on %s" % system,
-                     system))
+        rows.append(('debian_packages', "Debian's python3-passlib, python3-bcrypt, python3-argon2, python3-cryptography"
+                     " on %s" % system, system))
     else:
-        skipped.append("Debian's packages: python3-passlib, python3-bcrypt or python3-argon2 not installed")
+        skipped.append("Debian's packages: python3-passlib, python3-bcrypt, python3-argon2 or python3-cryptography "
+                       "not installed")
     return rows, skipped
 
 
@@ -91,7 +107,8 @@ def test_library_matrix(tmp_path):
         cfg.mkdir(parents=True)
         (cfg / 'postfix-accounts.cf').write_text(seed_text)
         inventory['all']['hosts'][_host(name)] = {
-            'ansible_connection': 'local', 'ansible_python_interpreter': interpreter, 'cfg': str(cfg)}
+            'ansible_connection': 'local', 'ansible_python_interpreter': interpreter, 'cfg': str(cfg),
+            'all_modules': _all_modules(name)}
     accounts = [dict(address=NEW[s], password=NEW_PW[s], scheme=s) for s in sorted(NEW)]
     accounts += [dict(address=OLD['SHA512-CRYPT'], password=DOVEADM_PW),
                  dict(address=OLD['BLF-CRYPT'], password=DOVEADM_PW, scheme='BLF-CRYPT'),
@@ -103,7 +120,9 @@ def test_library_matrix(tmp_path):
         dict(name='broken bcrypt', ignore_errors=True, environment={'PYTHONPATH': str(stub)},
              **{'dms.mailserver.dms_account': {'config_dir': '{{ cfg }}', 'address': OLD['BLF-CRYPT'],
                                                'password': DOVEADM_PW}}),
-    ]}]
+    ] + [dict(name='%s %s' % (module, run), ignore_errors=True, when='all_modules',
+              **{'dms.mailserver.' + module: dict(args, config_dir='{{ cfg }}')})
+         for run in ('first', 'again') for module, args in OTHER_MODULES]}]
     (tmp_path / 'inventory.yml').write_text(yaml.safe_dump(inventory))
     (tmp_path / 'play.yml').write_text(yaml.safe_dump(play, sort_keys=False))
     proc = subprocess.run(
@@ -126,7 +145,8 @@ def test_library_matrix(tmp_path):
             if name.endswith('passlib-only'):
                 _check_missing_libraries(results, text, seed_text)
             else:
-                _check_row(results, text, seeds)
+                _check_row(results[:3], text, seeds)
+            _check_other_modules(results[3:], _all_modules(name))
         except AssertionError as exc:
             problems.append('%s: %s' % (description, exc))
         else:
@@ -150,6 +170,16 @@ def _check_row(results, text, seeds):
     for scheme, address in NEW.items():
         assert lines[address].startswith('{%s}' % scheme), lines[address]
         assert doveadm_verify(lines[address], NEW_PW[scheme]), '%s: doveadm pw -t refuses the hash' % address
+
+
+def _check_other_modules(results, wanted):
+    count = len(OTHER_MODULES)
+    for (module, dummy), first, again in zip(OTHER_MODULES, results[:count], results[count:]):
+        if not wanted:
+            assert first.get('skipped') and again.get('skipped'), module
+            continue
+        assert not first.get('failed') and first.get('changed') is True, '%s: %r' % (module, first.get('msg', first))
+        assert not again.get('failed') and again.get('changed') is False, '%s again: %r' % (module, again)
 
 
 def _check_missing_libraries(results, text, seed_text):
