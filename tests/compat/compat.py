@@ -6,7 +6,9 @@ Each set is a list of pip requirements; each row of the matrix is a set on one P
 Python's own ``venv`` and pip from the package index, cached in ``$DMS_COMPAT_CACHE`` (hack/test.sh points it
 under ``.build/``; default: a directory in the system's temp dir) under a key made of the Python's version and
 the requirements, so a second run builds nothing.  The Debian row uses the system's ``/usr/bin/python3`` with
-Debian's own ``python3-passlib``, ``python3-bcrypt`` and ``python3-argon2`` (hack/test.sh installs them).
+Debian's own ``python3-passlib``, ``python3-bcrypt`` and ``python3-argon2`` (hack/test.sh installs them).  The
+Debian 13 row runs in a container made from the test images' Debian 13 base (``dms-test-base:trixie``, built by
+hack/build-test-images.sh) with Debian 13's packages installed by apt; without Docker or that image it is skipped.
 """
 from __future__ import annotations
 
@@ -101,3 +103,51 @@ def debian_python():
         if 'install ok installed' not in proc.stdout:
             return None
     return '/usr/bin/python3'
+
+
+DEBIAN13_BASE = 'dms-test-base:trixie'
+DEBIAN13_DOCKERFILE = """\
+FROM %s
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 %s >/dev/null \\
+ && rm -rf /var/lib/apt/lists/*
+""" % (DEBIAN13_BASE, ' '.join(DEBIAN_PACKAGES))
+
+
+def debian13_image():
+    """(image, None) with Debian 13's packages, built once from the test images' Debian 13 base; (None, why not)."""
+    docker = shutil.which('docker')
+    if not docker:
+        return None, 'no docker'
+    if subprocess.run([docker, 'image', 'inspect', DEBIAN13_BASE], capture_output=True, check=False).returncode:
+        return None, 'no %s image (hack/build-test-images.sh builds it)' % DEBIAN13_BASE
+    tag = 'dms-compat-debian13:%s' % hashlib.sha256(DEBIAN13_DOCKERFILE.encode()).hexdigest()[:12]
+    if subprocess.run([docker, 'image', 'inspect', tag], capture_output=True, check=False).returncode:
+        proc = subprocess.run([docker, 'build', '-q', '-t', tag, '-'], input=DEBIAN13_DOCKERFILE, text=True,
+                              capture_output=True, check=False, timeout=600)
+        if proc.returncode:
+            raise RuntimeError('building %s failed:\n%s' % (tag, proc.stderr[-2000:]))
+    return tag, None
+
+
+class Container:
+    """A container of ``image`` that sleeps, with ``shared`` mounted at the same path; removed on exit."""
+
+    def __init__(self, image, shared):
+        self.image, self.shared = image, str(shared)
+        self.name = 'dms-compat-%d' % os.getpid()
+
+    def __enter__(self):
+        subprocess.run(['docker', 'rm', '-f', self.name], capture_output=True, check=False)
+        subprocess.run(['docker', 'run', '-d', '--name', self.name, '-v', '%s:%s' % (self.shared, self.shared),
+                        self.image, 'sleep', 'infinity'], capture_output=True, check=True)
+        return self
+
+    def packages(self):
+        proc = subprocess.run(['docker', 'exec', self.name, 'dpkg-query', '-W', '-f=${Package} ${Version}, ']
+                              + list(DEBIAN_PACKAGES) + ['python3'], capture_output=True, text=True, check=True)
+        return proc.stdout.strip().rstrip(',')
+
+    def __exit__(self, *exc):
+        subprocess.run(['docker', 'rm', '-f', self.name], capture_output=True, check=False)
+

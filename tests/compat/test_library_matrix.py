@@ -26,7 +26,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import yaml
-from compat import NOTES, ROWS, debian_python, find_python, venv_for
+from compat import NOTES, ROWS, Container, debian13_image, debian_python, find_python, venv_for
 from dmstest import ansible_env, doveadm_hash, doveadm_verify
 
 DOVEADM_PW = 'Doveadm-written-1'
@@ -61,7 +61,7 @@ OTHER_MODULES = [
 
 
 def _all_modules(name):
-    return name == 'debian_packages' or name.endswith('libpass1.9+bcrypt5.0')
+    return name in ('debian_packages', 'debian13_packages') or name.endswith('libpass1.9+bcrypt5.0')
 
 
 def _rows():
@@ -95,6 +95,18 @@ def _host(name):
 def test_library_matrix(tmp_path):
     rows, skipped = _rows()
     assert rows, 'no row could run: ' + '; '.join(skipped)
+    image, why_not = debian13_image()
+    if image is None:
+        skipped.append("Debian 13's packages in a container: %s" % why_not)
+        _run_matrix(tmp_path, rows, skipped, None)
+        return
+    with Container(image, tmp_path) as container:
+        rows.append(('debian13_packages', "Debian 13's packages in a container (%s)" % container.packages(),
+                     '/usr/bin/python3'))
+        _run_matrix(tmp_path, rows, skipped, container)
+
+
+def _run_matrix(tmp_path, rows, skipped, container):
     seeds = dict((scheme, doveadm_hash(DOVEADM_PW, scheme)) for scheme in OLD)
     seed_text = ''.join('%s|%s\n' % (OLD[s], seeds[s]) for s in sorted(OLD))
     stub = tmp_path / 'broken-bcrypt'
@@ -109,6 +121,9 @@ def test_library_matrix(tmp_path):
         inventory['all']['hosts'][_host(name)] = {
             'ansible_connection': 'local', 'ansible_python_interpreter': interpreter, 'cfg': str(cfg),
             'all_modules': _all_modules(name)}
+        if name == 'debian13_packages':
+            inventory['all']['hosts'][_host(name)].update(ansible_connection='community.docker.docker',
+                                                          ansible_host=container.name)
     accounts = [dict(address=NEW[s], password=NEW_PW[s], scheme=s) for s in sorted(NEW)]
     accounts += [dict(address=OLD['SHA512-CRYPT'], password=DOVEADM_PW),
                  dict(address=OLD['BLF-CRYPT'], password=DOVEADM_PW, scheme='BLF-CRYPT'),
