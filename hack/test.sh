@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, sanity, unit, integration (real postfix/dovecot/opendkim tools), reliability
-# (concurrency, crashes, full disk, secrets, parser properties, hostile input), molecule.
+# The whole test suite: lint, sanity, unit, compat (dms_account on every hashing-library set and Python a managed
+# host plausibly has), integration (real postfix/dovecot/opendkim tools), reliability (concurrency, crashes, full
+# disk, secrets, parser properties, hostile input), molecule.
 # Installs what it needs: a Python venv from requirements/test.txt and Debian packages (as root).
-# Usage: hack/test.sh [lint|sanity|unit|integration|reliability|molecule ...]   (default: everything)
+# Usage: hack/test.sh [lint|sanity|unit|compat|integration|reliability|molecule ...]   (default: everything)
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit integration reliability molecule)
+[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit compat integration reliability molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
-ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time
+ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
+  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography
 stage
 cd "$STAGE"
 
@@ -53,6 +55,11 @@ for step in "${steps[@]}"; do
     unit)
       run_step "unit tests" python -m pytest -q -p no:cacheprovider tests/unit
       ;;
+    compat)
+      # Throw-away venvs per library set and Python (tests/compat/compat.py), built once and kept under .build/.
+      run_step "hashing library matrix" env DMS_COMPAT_CACHE="$BUILD/compat" \
+        python -m pytest -q -p no:cacheprovider -rs tests/compat
+      ;;
     integration)
       run_step "integration tests" python -m pytest -q -p no:cacheprovider tests/integration
       ;;
@@ -77,7 +84,7 @@ for step in "${steps[@]}"; do
         esac
       done
       ;;
-    *) die "unknown step '$step' (lint, sanity, unit, integration, reliability, molecule)";;
+    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule)";;
   esac
 done
 

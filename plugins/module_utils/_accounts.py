@@ -21,7 +21,7 @@ from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
 )
 from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import (
-    HashError, check_hash, run_jobs, split_stored,
+    DEFAULT_SCHEME, SCHEMES, HashError, can_verify, check_hash, check_password_for, require, run_jobs, split_stored,
 )
 
 RESTRICT_FILES = (('send', 'send_access'), ('receive', 'receive_access'))
@@ -81,6 +81,11 @@ def normalize(params):
             raise v.ValidationError('%s: give password or password_hash, not both' % field('password'))
         if entry['password'] is not None:
             _check_password(entry['password'], field('password'))
+            if entry['scheme'] is not None:
+                try:
+                    check_password_for(entry['scheme'], entry['password'], field('password'))
+                except HashError as exc:
+                    raise v.ValidationError(str(exc))
         if entry['password_hash'] is not None:
             try:
                 check_hash(entry['password_hash'], field('password_hash'))
@@ -104,6 +109,11 @@ def normalize(params):
                 if entry[name] not in (None, []):
                     raise v.ValidationError('%s: has no meaning with state=absent' % field(name))
         entries.append(dict(entry, address=address, quota=quota, restrict=restrict, field=field))
+    # The libraries for the schemes asked for must work before the config dir is even locked.
+    try:
+        require(set(e['scheme'] for e in entries if e['scheme'] is not None and e['password'] is not None))
+    except HashError as exc:
+        raise v.ValidationError(str(exc))
     return entries, warnings
 
 
@@ -158,6 +168,25 @@ class _SuffixIndex:
         return None
 
 
+def _rehash_scheme(entry, stored):
+    """The scheme of a new hash for a changed password: the one asked for, else the stored hash's own (a
+    password change is no reason to change the scheme), else the default."""
+    if entry['scheme'] is not None:
+        return entry['scheme']
+    scheme = split_stored(stored)[0]
+    return scheme if scheme in SCHEMES and can_verify(stored) else DEFAULT_SCHEME
+
+
+def _guarded(func):
+    """``func`` with a hashing error turned into a validation error: the run fails with nothing written."""
+    def call(*args):
+        try:
+            return func(*args)
+        except HashError as exc:
+            raise v.ValidationError(str(exc))
+    return call
+
+
 def plan(cfg, params, entries):
     """Edit the tables of ``cfg`` to the desired state. Returns the result values."""
     accounts = cfg.table('accounts')
@@ -210,17 +239,41 @@ def plan(cfg, params, entries):
             else:
                 jobs.append(('verify', e['password'], stored))
                 job_owner.append((e, 'verify'))
-    results = run_jobs(jobs)
+    # Before anything is hashed or changed: the libraries for every scheme in play must work, and a password
+    # must fit the scheme of the hash it is checked against (a BLF-CRYPT hash holds only 72 bytes of it).
+    schemes = set()
+    for job, (e, kind) in zip(jobs, job_owner):
+        if kind == 'verify':
+            stored_scheme = split_stored(job[2])[0]
+            if can_verify(job[2]):
+                schemes.add(stored_scheme)
+                try:
+                    check_password_for(stored_scheme, e['password'], e['field']('password'))
+                except HashError as exc:
+                    raise v.ValidationError('%s; the stored hash is {%s}: set scheme to SHA512-CRYPT or ARGON2ID '
+                                            'to replace it' % (exc, stored_scheme))
+            schemes.add(_rehash_scheme(e, job[2]))
+        else:
+            schemes.add(job[2])
+    _run = _guarded(run_jobs)
+    _guarded(require)(schemes)
+    results = _run(jobs)
     rehash, rehash_owner = [], []
     for (e, kind), outcome in zip(job_owner, results):
         if kind == 'verify':
             if not outcome:
-                rehash.append(('hash', e['password'], e['scheme'] or 'SHA512-CRYPT'))
+                stored = accounts.get(e['address']).value.split('|', 1)[0]
+                scheme = _rehash_scheme(e, stored)
+                if not can_verify(stored):
+                    warnings.append('%s: the stored hash of %r is not a hash this collection can verify (scheme {%s}); '
+                                    'it was replaced with a {%s} hash of the given password'
+                                    % (e['field']('password'), e['address'], split_stored(stored)[0], scheme))
+                rehash.append(('hash', e['password'], scheme))
                 rehash_owner.append(e)
         else:
             decisions[e['address']] = outcome
     # Phase 2: new hashes for passwords that did not verify.
-    for e, outcome in zip(rehash_owner, run_jobs(rehash)):
+    for e, outcome in zip(rehash_owner, _run(rehash)):
         decisions[e['address']] = outcome
 
     quota_index = None

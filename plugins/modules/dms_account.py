@@ -26,8 +26,10 @@ description:
 author:
   - dms.mailserver maintainers (@dms-mailserver)
 requirements:
-  - On the managed host, Python 3.9 or newer with C(passlib) (the maintained fork C(libpass) provides it);
-    C(bcrypt) for V(BLF-CRYPT); C(argon2-cffi) for V(ARGON2ID). No C(crypt) module is needed.
+  - On the managed host, Python 3.9 or newer with C(passlib) 1.7.4 or its maintained fork C(libpass) for
+    V(SHA512-CRYPT); C(bcrypt) (any release from 3.x on) for V(BLF-CRYPT); C(argon2-cffi) for V(ARGON2ID).
+    Debian and Ubuntu packages C(python3-passlib), C(python3-bcrypt) and C(python3-argon2) do as well.
+    No C(crypt) module is needed, so Python 3.13 works.
 extends_documentation_fragment:
   - dms.mailserver.common
   - dms.mailserver.common.attributes
@@ -52,7 +54,13 @@ options:
     description:
       - The hash scheme for new hashes. V(SHA512-CRYPT) is what DMS writes.
       - When set explicitly and an existing hash uses another scheme, the password is re-hashed with this one.
-        When not set, existing hashes of any scheme are kept as long as the password verifies.
+        When not set, existing hashes of any scheme are kept as long as the password verifies, and a changed
+        password is hashed with the scheme of the hash it replaces (V(SHA512-CRYPT) when that is not one of the
+        choices).
+      - V(BLF-CRYPT) (bcrypt) uses only the first 72 bytes of a password; a longer password (counted in UTF-8) is
+        refused for it, with an error naming the field.
+      - An error of a hashing library is never taken for a wrong password. The task fails, naming the installed
+        library versions, and nothing is written.
     type: str
     choices: [SHA512-CRYPT, BLF-CRYPT, ARGON2ID]
   update_password:
@@ -219,11 +227,11 @@ backup_files:
   elements: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _accounts
 from ansible_collections.dms.mailserver.plugins.module_utils._common import common_argument_spec, run_module
-from ansible_collections.dms.mailserver.plugins.module_utils._hashing import PASSLIB_IMPORT_ERROR, SCHEMES
+from ansible_collections.dms.mailserver.plugins.module_utils._hashing import SCHEMES
 
 STATES = ['present', 'absent']
 
@@ -257,9 +265,8 @@ def main():
         required_one_of=[('address', 'accounts')],
         supports_check_mode=True,
     )
-    if PASSLIB_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('passlib (or its maintained fork libpass)'),
-                         exception=PASSLIB_IMPORT_ERROR)
+    # The hashing libraries a run needs are checked (imported and tested against known answers) before the
+    # config dir is touched; a missing or broken one fails the task with install guidance (see _hashing.require).
     run_module(module, _accounts.normalize, lambda cfg, entries: _accounts.plan(cfg, module.params, entries))
 
 

@@ -9,6 +9,8 @@ multihost molecule scenario runs the same playbooks with containers).
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 
@@ -61,6 +63,30 @@ def test_site_writes_the_same_state_on_every_host_and_a_rerun_changes_nothing(gr
         # Config-only: neither the firewall role nor the container ran.
         assert run.task('Open exactly the mail ports', host).get('skipped')
         assert run.task('Run the container', host).get('skipped')
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists('/usr/bin/apt-get'),
+                    reason='installs Debian packages with apt (root on Debian/Ubuntu)')
+def test_site_installs_the_python_libraries_and_runs_on_debians_packages(tmp_path):
+    """dms_install_python_deps: apt installs Debian's libraries and every module then runs on /usr/bin/python3 with
+    them; with another interpreter (a venv) the step refuses, naming the pip packages, before any state."""
+    group = Group(tmp_path / 'debian', hosts=('mx1',), ansible_python_interpreter='/usr/bin/python3',
+                  dms_install_python_deps=True)
+    run = run_playbook(group, 'site')
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert not run.task('Install python3-passlib', 'mx1').get('skipped')
+    stored = dict(line.split('|', 1) for line in lines(group.config('mx1') / 'postfix-accounts.cf'))
+    for account in ACCOUNTS:
+        assert doveadm_verify(stored[account['address']], account['password'])
+    again = run_playbook(group, 'site')
+    assert again.rc == 0 and again.changed('mx1') == 0, again.stats
+
+    venv = Group(tmp_path / 'venv', hosts=('mx1',), dms_install_python_deps=True)
+    run = run_playbook(venv, 'site')
+    assert run.rc != 0
+    message = run.task('Refuse hosts where the packages', 'mx1')['msg']
+    assert 'pip install libpass bcrypt argon2-cffi cryptography' in message and sys.executable in message
+    assert not venv.config('mx1').exists()   # refused before the layout was made
 
 
 def test_host_vars_override_the_group_on_one_host_only(group):

@@ -102,6 +102,12 @@ INPUT_CASES = [
     ('account-password-newline', account(address='x@example.com', password='pw\nroot@example.com|' + HASH),
      fail('password', 'line break')),
     ('account-password-nul', account(address='x@example.com', password='pw\x00'), fail('password', 'NUL')),
+    # BLF-CRYPT (bcrypt) uses only 72 bytes of a password: one byte more is refused, counted in UTF-8.
+    ('account-blf-73-bytes', account(address='x@example.com', password='Hostile-' + 'h' * 65, scheme='BLF-CRYPT'),
+     fail('password', 'is 73 bytes long in UTF-8; BLF-CRYPT')),
+    ('account-blf-utf8-74-bytes', account(accounts=[dict(address='x@example.com', password='\u00fc' * 37,
+                                                         scheme='BLF-CRYPT')]),
+     fail(r'accounts\[0\]\.password', 'is 74 bytes long in UTF-8')),
     ('account-hash-pipe', account(address='x@example.com', password_hash=HASH + '|extra'),
      fail('password_hash', 'well-formed')),
     ('account-hash-newline', account(address='x@example.com', password_hash=HASH + '\nx@example.com|' + HASH),

@@ -154,3 +154,79 @@ def test_quota_warning_when_dms_would_pick_another_line(tmp_path):
     r = apply(tmp_path, address='a@x.com', password='p', quota='1G')
     assert r['changed_files'] == ['postfix-accounts.cf']
     assert len(r['warnings']) == 1 and "'xa@x.com'" in r['warnings'][0]
+
+
+DOVEADM_BLF = '{BLF-CRYPT}$2y$05$t.IgS0QMPrSea/7kOoR8PekoVZZEWf2Vv1tBFqnr6/mg1.WAB8pIS'   # 'dms-selftest'
+
+
+@pytest.mark.parametrize('scheme', [None, 'BLF-CRYPT'])
+def test_correct_doveadm_blf_crypt_hash_survives(tmp_path, scheme):
+    (tmp_path / 'postfix-accounts.cf').write_text('a@x.com|%s\n' % DOVEADM_BLF)
+    r = apply(tmp_path, address='a@x.com', password='dms-selftest', scheme=scheme)
+    assert r['changed_files'] == [] and r['updated'] == []
+    assert read(tmp_path, 'postfix-accounts.cf') == 'a@x.com|%s\n' % DOVEADM_BLF
+
+
+def test_password_change_keeps_the_stored_scheme(tmp_path):
+    (tmp_path / 'postfix-accounts.cf').write_text('a@x.com|%s\n' % DOVEADM_BLF)
+    r = apply(tmp_path, address='a@x.com', password='a new one')
+    assert r['updated'] == ['a@x.com']
+    stored = read(tmp_path, 'postfix-accounts.cf').strip().split('|')[1]
+    assert stored.startswith('{BLF-CRYPT}$2y$10$') and verify_password('a new one', stored)
+
+
+def test_broken_backend_fails_loudly_with_nothing_written(tmp_path, monkeypatch):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _hashing
+
+    class Broken:
+        @staticmethod
+        def checkpw(password, hashed):
+            raise ValueError('password cannot be longer than 72 bytes, truncate manually if necessary')
+        hashpw = checkpw
+    before = 'a@x.com|%s\n' % DOVEADM_BLF
+    (tmp_path / 'postfix-accounts.cf').write_text(before)
+    for checked in (set(), {'bcrypt'}):      # caught by the self-test, or by the verification itself
+        monkeypatch.setattr(_hashing, '_checked', set(checked))
+        monkeypatch.setattr(_hashing, '_bcrypt', Broken)
+        with pytest.raises(ValidationError) as err:
+            apply(tmp_path, address='a@x.com', password='dms-selftest')
+        assert 'bcrypt failed' in str(err.value) and 'nothing was written' in str(err.value)
+        assert read(tmp_path, 'postfix-accounts.cf') == before
+
+
+@pytest.mark.parametrize('kw,stored', [
+    (dict(address='a@x.com', password='x' * 73, scheme='BLF-CRYPT'), None),
+    (dict(accounts=[dict(address='a@x.com', password='x' * 73, scheme='BLF-CRYPT')]), None),
+    (dict(address='a@x.com', password='x' * 73), DOVEADM_BLF),
+])
+def test_blf_crypt_refuses_73_bytes_naming_the_field(tmp_path, kw, stored):
+    if stored:
+        (tmp_path / 'postfix-accounts.cf').write_text('a@x.com|%s\n' % stored)
+    with pytest.raises(ValidationError) as err:
+        apply(tmp_path, **kw)
+    msg = str(err.value)
+    assert msg.startswith('accounts[0].password: ' if 'accounts' in kw else 'password: ')
+    assert '73 bytes' in msg and 'x' * 73 not in msg
+    assert read(tmp_path, 'postfix-accounts.cf') == ('a@x.com|%s\n' % stored if stored else None)
+
+
+@pytest.mark.parametrize('scheme', ['SHA512-CRYPT', 'ARGON2ID'])
+def test_long_password_with_other_schemes(tmp_path, scheme):
+    r = apply(tmp_path, address='a@x.com', password='x' * 73, scheme=scheme)
+    assert r['created'] == ['a@x.com']
+    assert apply(tmp_path, address='a@x.com', password='x' * 73, scheme=scheme)['changed_files'] == []
+
+
+def test_long_password_may_replace_a_blf_crypt_hash_when_scheme_says_so(tmp_path):
+    (tmp_path / 'postfix-accounts.cf').write_text('a@x.com|%s\n' % DOVEADM_BLF)
+    r = apply(tmp_path, address='a@x.com', password='x' * 73, scheme='SHA512-CRYPT')
+    assert r['updated'] == ['a@x.com']
+
+
+def test_unverifiable_stored_hash_is_replaced_with_a_warning(tmp_path):
+    (tmp_path / 'postfix-accounts.cf').write_text('a@x.com|{PLAIN}old\n')
+    r = apply(tmp_path, address='a@x.com', password='new-pw')
+    assert r['updated'] == ['a@x.com']
+    assert any('{PLAIN}' in w and 'cannot verify' not in w and 'not a hash this collection can verify' in w
+               for w in r['warnings'])
+    assert read(tmp_path, 'postfix-accounts.cf').startswith('a@x.com|{SHA512-CRYPT}$6$')
