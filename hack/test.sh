@@ -57,6 +57,8 @@ for step in "${steps[@]}"; do
       ;;
     compat)
       # Throw-away venvs per library set and Python (tests/compat/compat.py), built once and kept under .build/.
+      # The Debian 13 row runs in a container from the Debian 13 base, which building dms-test:16 makes.
+      run_step "container engine and the DMS 16 test image" bash "$ROOT/hack/build-test-images.sh" 16
       run_step "hashing library matrix" env DMS_COMPAT_CACHE="$BUILD/compat" \
         python -m pytest -q -p no:cacheprovider -rs tests/compat
       ;;
