@@ -179,10 +179,10 @@ def dms_dns_records(hosts):
                 plan.note('PTR: the reverse DNS name of %s should be %s (set by whoever runs the address, often the '
                           'hosting provider), and %s should resolve back to it' % (address, hostname, hostname))
         for item in host.get('dkim_unused') or []:
+            backend = str(item.get('backend', ''))
             plan.note('%s: no DKIM record for %s (selector %s): its key is for %s, which is off on this host '
-                      '(ENABLE_%s), so nothing signs with it' % (name, item.get('domain'), item.get('selector', 'mail'),
-                                                                   item.get('backend'),
-                                                                   str(item.get('backend', '')).upper()))
+                      '(ENABLE_%s), so nothing signs with it'
+                      % (name, item.get('domain'), item.get('selector', 'mail'), backend, backend.upper()))
         for domain in sorted(set(str(d).lower() for d in host.get('domains') or [])):
             plan.add(name, domain, 'mx', domain, 'MX', hostname, ttl, priority=opts['mx_priority'])
             mx_by_domain.setdefault(domain, [])

@@ -225,5 +225,5 @@ def test_dkim_items_keep_what_an_item_sets():
 
 
 def test_dkim_items_in_use_follows_the_signers():
-    assert [i['in_use'] for i in dms_dkim_items([{'domain': 'a.example'}, {'domain': 'b.example',
-                                                                         'backend': 'rspamd'}], {})] == [True, False]
+    items = dms_dkim_items([{'domain': 'a.example'}, {'domain': 'b.example', 'backend': 'rspamd'}], {})
+    assert [i['in_use'] for i in items] == [True, False]
