@@ -27,11 +27,20 @@ IMAGE_15 = 'localhost/dms-test:15.1'
 PORT_IMAPS = 22993
 
 
+def _image_id(*command):
+    proc = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    return proc.stdout.strip().split(':')[-1] if proc.returncode == 0 else None
+
+
 def _ensure_image(image=IMAGE):
+    """The Docker-built test image in Podman's storage, loaded again whenever Docker's is another build (Podman
+    keeps the image ID of a `docker save`)."""
     subprocess.run(['bash', str(COLLECTION_ROOT / 'hack' / 'build-test-images.sh')], check=True,
                    stdout=subprocess.DEVNULL)
-    if subprocess.run(['podman', 'image', 'exists', image], check=False).returncode != 0:
-        save = subprocess.Popen(['docker', 'save', image.split('/', 1)[1]], stdout=subprocess.PIPE)
+    tag = image.split('/', 1)[1]
+    wanted = _image_id('docker', 'image', 'inspect', '-f', '{{.Id}}', tag)
+    if _image_id('podman', 'image', 'inspect', '-f', '{{.Id}}', image) != wanted:
+        save = subprocess.Popen(['docker', 'save', tag], stdout=subprocess.PIPE)
         subprocess.run(['podman', 'load', '-q'], stdin=save.stdout, check=True, stdout=subprocess.DEVNULL)
         assert save.wait() == 0
 
