@@ -371,6 +371,12 @@ def test_restriction_tables_are_applied_with_a_reload_when_the_container_has_the
     try:
         first = converge([], [])
         assert 'postfix-receive-access.cf' not in hooks()
+        # Check mode predicts the new container the first receive restriction needs (its table is not written yet).
+        accounts = [dict(alice, restrict=[]), dict(bob, restrict=['receive'])]
+        check = run_play(tmp_path, [role_task(tmp_path, dms_accounts=accounts, dms_no_log=False)], check=True,
+                         name='check')
+        assert check.rc == 0, check.stdout[-3000:]
+        assert any(t.get('changed') and 'container' in t for t in check.tasks), check.tasks
         # The first receive restriction: the table is new, the running container has no hook for it.
         second = converge(['receive'], [])
         assert second != first, 'a table DMS has no hook for needs a new container'
