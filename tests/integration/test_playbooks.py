@@ -192,6 +192,10 @@ def test_an_inconsistent_inventory_fails_early_on_every_host(group, playbook, na
     run = run_playbook(group, playbook)
     assert run.rc != 0
     assert any(message in m for m in run.failure_messages()), run.failure_messages()
+    if name != 'unshared_keys_one_name':
+        # The heading names the source: the inventory, not survey answers.
+        assert 'The inventory of mx2 contradicts itself; nothing was changed on any host:' in run.failure_messages()
+        assert not any('survey' in m for m in run.failure_messages())
     assert state(group) == before
     # Every host stopped in the check play: no later play ran.
     assert [p['play']['name'] for p in run.data['plays']] == ['Check the inventory of the mail hosts']
@@ -280,6 +284,10 @@ def test_survey_answers_that_conflict_with_the_inventory_are_refused(group, surv
     run = run_playbook(group, 'accounts', survey)
     assert run.rc != 0
     assert any(message in m for m in run.failure_messages()), run.failure_messages()
+    # The heading blames the survey answers, not the inventory (which is consistent here).
+    assert 'The survey answers (extra variables dms_account_* and dms_alias_*) for mx1 are refused; nothing was ' \
+        'changed on any host:' in run.failure_messages()
+    assert not any('contradicts itself' in m for m in run.failure_messages()), run.failure_messages()
     assert state(group) == before
     assert 'orphan' not in run.stdout and 'Other-1' not in run.stdout
 
