@@ -384,6 +384,24 @@ def test_dns_records_for_two_domains_are_correct_and_dkim_verifies_with_the_host
     assert any('postmaster@example.com, which is no account or alias' in n for n in data['notes'])
 
 
+def test_dns_reports_changes_only_for_the_files_it_writes_on_the_controller(group, tmp_path):
+    """docs/playbooks.md: changed=2 on the first run with dms_dns_output_dir (its folder and files), changed=0 on the
+    next with the same records, and changed=0 without dms_dns_output_dir."""
+    before = state(group)
+    plain = run_playbook(group, 'dns')
+    assert plain.rc == 0, plain.stdout[-3000:]
+    assert [plain.changed(h) for h in HOSTS] == [0, 0], plain.stats
+    out = {'dms_dns_output_dir': str(tmp_path / 'dns')}
+    first = run_playbook(group, 'dns', out)
+    assert first.rc == 0, first.stdout[-3000:]
+    assert sum(first.changed(h) for h in HOSTS) == 2, first.stats
+    assert first.task('Create the output folder', 'mx1')['changed']
+    assert first.task('Write the records', 'mx1')['changed']
+    again = run_playbook(group, 'dns', out)
+    assert [again.changed(h) for h in HOSTS] == [0, 0], again.stats
+    assert state(group) == before
+
+
 def test_dns_before_the_keys_exist_says_so_and_generates_nothing(tmp_path):
     group = Group(tmp_path)
     run = run_playbook(group, 'dns')
