@@ -317,6 +317,29 @@ def test_check_diff_reports_drift_made_by_hand_and_changes_nothing(group):
         assert secret not in run.stdout
 
 
+def test_check_diff_as_the_guide_says_site_hides_state_diffs_and_accounts_shows_them_masked(group):
+    """docs/guide-zero-to-mail.md, step 4: with the role (dms_no_log true by default) --check --diff shows which
+    state tasks would change but no file diff; dms.mailserver.accounts -e dms_hosts=<host> --check --diff shows the
+    diff with hashes masked, on that host only."""
+    group.vars['dms_accounts'][0]['password'] = 'Alice-Guide-Pb-Pw-5'
+    group.write()
+    before = state(group)
+    site = run_playbook(group, 'site', check=True, diff=True)
+    assert site.rc == 0, site.stdout[-3000:]
+    hidden = site.task('Accounts, passwords, quotas', 'mx1')
+    assert hidden['changed'] and 'censored' in hidden and 'diff' not in hidden, hidden
+    accounts = run_playbook(group, 'accounts', {'dms_hosts': 'mx1'}, check=True, diff=True)
+    assert accounts.rc == 0, accounts.stdout[-3000:]
+    assert sorted(accounts.stats) == ['mx1']
+    diff, = [d for d in accounts.task('Accounts, passwords, quotas', 'mx1')['diff']
+             if d['before_header'] == 'postfix-accounts.cf']
+    assert 'alice@example.com|{SHA512-CRYPT}<hash #' in diff['after'] and 'masked>' in diff['after'], diff
+    stored = [line.split('|', 1)[1] for line in lines(group.config('mx1') / 'postfix-accounts.cf')]
+    for secret in SECRETS + ['Alice-Guide-Pb-Pw-5'] + stored:
+        assert secret not in site.stdout + accounts.stdout
+    assert state(group) == before
+
+
 def test_accounts_shows_no_secret_at_vvvv_with_diff(group):
     # A password change and a relay password change, shown with --diff at -vvvv (the default callback).
     group.vars['dms_accounts'][0]['password'] = 'Alice-Changed-Pb-Pw-7'
