@@ -12,10 +12,31 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit compat integration reliability molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
-ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
-  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography
+ensure_debs git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
+  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography shellcheck
 stage
 cd "$STAGE"
+
+# No leftovers: nothing the suite runs may write under ~/.ansible/collections. ansible-lint runs offline
+# (.ansible-lint) and molecule without its prerun (.config/molecule/config.yml), which would otherwise install
+# this collection there; everything else finds it through ANSIBLE_COLLECTIONS_PATH (the staged tree). Checked
+# after the last step.
+user_collections="${ANSIBLE_HOME:-$HOME/.ansible}/collections"
+collections_state() {
+  if [ -e "$user_collections" ]; then
+    find "$user_collections" -printf '%P %y %s %T@\n' | LC_ALL=C sort | sha256sum
+  else
+    echo absent
+  fi
+}
+collections_before="$(collections_state)"
+collections_since="$(date +%s)"
+no_leftovers() {
+  [ "$(collections_state)" = "$collections_before" ] && return 0
+  echo "the suite changed $user_collections; written since it started:" >&2
+  find "$user_collections" -newermt "@$collections_since" -print 2>/dev/null | head -n 20 >&2
+  return 1
+}
 
 failed=()
 
@@ -27,6 +48,16 @@ prepare_ansible_test() {
   cache="$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py"
   mkdir -p "$(dirname "$cache")"
   cp "$ROOT/hack/ansible-test-get-pip.py" "$cache"
+}
+# ansible-test sanity only warns when a checker it needs is missing (e.g. 'Required program "shellcheck" not
+# found') and then skips that test: a missing checker fails the step here.
+sanity() {
+  local log="$BUILD/sanity.log"
+  ansible-test sanity "$@" 2>&1 | tee "$log" || return 1
+  if grep -E 'Required program .* not found' "$log" >&2; then
+    echo "a sanity checker is missing (above): install it (hack/test.sh installs Debian's shellcheck)" >&2
+    return 1
+  fi
 }
 run_step() {
   local name="$1"; shift
@@ -50,7 +81,7 @@ for step in "${steps[@]}"; do
     sanity)
       # ansible-test sanity in its own venvs for the controller's Python; no ignore files.
       prepare_ansible_test
-      run_step "ansible-test sanity" ansible-test sanity --venv --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no
+      run_step "ansible-test sanity" sanity --venv --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no
       ;;
     unit)
       run_step "unit tests" python -m pytest -q -p no:cacheprovider tests/unit
@@ -89,6 +120,8 @@ for step in "${steps[@]}"; do
     *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule)";;
   esac
 done
+
+run_step "nothing written under $user_collections" no_leftovers
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED steps: %s\n' "${failed[*]}" >&2
