@@ -44,8 +44,9 @@ def tree(root):
     return out
 
 
-def demo(root, mode, *args):
-    env = dict(os.environ, DMS_VENV=VENV, DMS_DEMO_MODE=mode, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+def demo(root, mode, *args, **extra_env):
+    env = dict(os.environ, DMS_VENV=VENV, DMS_DEMO_MODE=mode, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
+               **extra_env)
     env.pop('ANSIBLE_COLLECTIONS_PATH', None)
     proc = subprocess.run(['make', '-C', str(root), 'demo'] if not args else
                           ['bash', str(root / 'hack' / 'demo.sh')] + list(args),
@@ -56,10 +57,24 @@ def demo(root, mode, *args):
     return proc.stdout, int(recap[0])
 
 
+def package_tool_stubs(tmp_path):
+    """A PATH directory whose dpkg-query, apt-get and rsync only record that they were called, and fail."""
+    stubs, calls = tmp_path / 'stubs', tmp_path / 'stub-calls'
+    stubs.mkdir()
+    calls.write_text('')
+    for name in ('dpkg-query', 'apt-get', 'rsync'):
+        (stubs / name).write_text('#!/bin/sh\necho "%s $*" >> %s\nexit 1\n' % (name, calls))
+        (stubs / name).chmod(0o755)
+    return stubs, calls
+
+
 def test_make_demo_config_only_twice(tmp_path):
     root = checkout_copy(tmp_path)
     before = tree(root)
-    out, changed = demo(root, 'config')
+    # Config-only needs no Debian package (README): the demo must not even ask dpkg or apt, nor use rsync.
+    stubs, calls = package_tool_stubs(tmp_path)
+    out, changed = demo(root, 'config', PATH='%s:%s' % (stubs, os.environ['PATH']))
+    assert calls.read_text() == ''
     assert changed > 0
     assert 'mail._domainkey.example.com.' in out and 'IN MX    10 mail.example.com.' in out
     assert 'Config only' in out
