@@ -57,8 +57,7 @@ def test_the_guides_records_are_what_the_dns_playbook_prints():
     dns = dms_dns_records([{'host': 'mail', 'hostname': 'mail.example.com', 'domains': ['example.com'],
                             'ipv4': ['192.0.2.1'], 'addresses': ['postmaster@example.com']}])
     printed = dict((r['purpose'], r['value']) for r in dns['records'])
-    rows = dict((m[0], m[1]) for m in re.findall(r'^\| `([^`]+)` \| TXT \| `([^`]+)`', (ROOT / 'docs' /
-                                                                                      'guide-zero-to-mail.md')
-                                                 .read_text(), re.M))
+    guide = (ROOT / 'docs' / 'guide-zero-to-mail.md').read_text()
+    rows = dict(re.findall(r'^\| `([^`]+)` \| TXT \| `([^`]+)`', guide, re.M))
     assert rows['example.com'] == printed['spf']
     assert rows['_dmarc.example.com'] == printed['dmarc']
