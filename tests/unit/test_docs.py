@@ -4,8 +4,12 @@
 comment names exists, and the guide's DNS records are the ones dms.mailserver.dns prints by default."""
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
+
+import pytest
+import yaml
 
 from ansible_collections.dms.mailserver.plugins.filter.dns import dms_dns_records
 
@@ -61,3 +65,17 @@ def test_the_guides_records_are_what_the_dns_playbook_prints():
     rows = dict(re.findall(r'^\| `([^`]+)` \| TXT \| `([^`]+)`', guide, re.M))
     assert rows['example.com'] == printed['spf']
     assert rows['_dmarc.example.com'] == printed['dmarc']
+
+
+MODULE_GUIDES = sorted(ROOT.glob('docs/modules/*.md'))
+
+
+@pytest.mark.parametrize('guide', MODULE_GUIDES, ids=[g.stem for g in MODULE_GUIDES])
+def test_module_guides_do_not_copy_the_option_and_return_tables(guide):
+    """The reference is generated from DOCUMENTATION and RETURN (make docs); a guide's table whose rows are the
+    module's options or return values one by one would be a second copy that drifts."""
+    module = importlib.import_module('ansible_collections.dms.mailserver.plugins.modules.%s' % guide.stem)
+    names = set(yaml.safe_load(module.DOCUMENTATION)['options']) | set(yaml.safe_load(module.RETURN))
+    cells = re.findall(r'^\| ([^|]+?) \|', guide.read_text(), re.M)
+    copied = [c for c in cells if re.fullmatch(r'`(\w+)`(?: \(.*\))?', c) and c.split('`')[1] in names]
+    assert copied == []
