@@ -3,13 +3,15 @@
 # host plausibly has), integration (real postfix/dovecot/opendkim tools), reliability (concurrency, crashes, full
 # disk, secrets, parser properties, hostile input), molecule.
 # Installs what it needs: a Python venv from requirements/test.txt and Debian packages (as root).
-# Usage: hack/test.sh [lint|sanity|unit|compat|integration|reliability|molecule ...]   (default: everything)
+# docs (antsibull-docs lint and the Sphinx site, hack/docs.sh), galaxy (the collection tarball: its contents and
+# galaxy-importer).
+# Usage: hack/test.sh [lint|sanity|unit|docs|galaxy|compat|integration|reliability|molecule ...]   (default: all)
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit compat integration reliability molecule)
+[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit docs galaxy compat integration reliability molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
 ensure_debs git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
@@ -58,6 +60,31 @@ sanity() {
     echo "a sanity checker is missing (above): install it (hack/test.sh installs Debian's shellcheck)" >&2
     return 1
   fi
+}
+# The tarball Galaxy would get, built from the checkout as a user builds it, and galaxy-importer on it (configured
+# by hack/galaxy-importer.cfg: no container, so without its ansible-test sanity, which the sanity step runs). Fails
+# on anything it warns about, and on a tarball with files of the workshop (tests, images, .build, .venv, demo
+# output; tests/unit/test_galaxy_tarball.py checks build_ignore on a copy that has them all).
+galaxy_check() {
+  local out="$BUILD/galaxy" tarball
+  rm -rf "$out"
+  mkdir -p "$out"
+  ansible-galaxy collection build --force --output-path "$out" "$ROOT" >"$out/build.log" 2>&1 \
+    || { cat "$out/build.log" >&2; return 1; }
+  tarball="$(ls "$out"/dms-mailserver-*.tar.gz)"
+  if tar -tzf "$tarball" | grep -E '^(tests|hack|molecule|bench|requirements|\.build|\.venv|\.git|demo-output)(/|$)' >&2
+  then
+    echo "the tarball holds the files above, which build_ignore in galaxy.yml should keep out" >&2
+    return 1
+  fi
+  # galaxy-importer writes importer_result.json into its working directory.
+  (cd "$out" && GALAXY_IMPORTER_CONFIG="$ROOT/hack/galaxy-importer.cfg" python -m galaxy_importer.main "$tarball") \
+    >"$out/importer.log" 2>&1 || { cat "$out/importer.log" >&2; return 1; }
+  if grep -E '^(WARNING|ERROR|CRITICAL):' "$out/importer.log" >&2; then
+    echo "galaxy-importer warned about the above (log: $out/importer.log)" >&2
+    return 1
+  fi
+  echo "$(basename "$tarball"): $(tar -tzf "$tarball" | wc -l) files; galaxy-importer: $(tail -n 1 "$out/importer.log")"
 }
 run_step() {
   local name="$1"; shift
@@ -117,7 +144,14 @@ for step in "${steps[@]}"; do
         esac
       done
       ;;
-    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule)";;
+    docs)
+      # antsibull-docs lint-collection-docs and the docs site (hack/docs.sh), where any Sphinx warning fails.
+      run_step "docs: antsibull-docs lint and a warning-free Sphinx site" bash "$ROOT/hack/docs.sh"
+      ;;
+    galaxy)
+      run_step "galaxy: the collection tarball and galaxy-importer" galaxy_check
+      ;;
+    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule, docs, galaxy)";;
   esac
 done
 
