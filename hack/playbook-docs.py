@@ -50,7 +50,7 @@ def render(path):
 
 def main(argv):
     if len(argv) != 3:
-        sys.stderr.write(__doc__.split('\n\n')[-1] + '\n')
+        sys.stderr.write(__doc__.rsplit('\n\n', maxsplit=1)[-1] + '\n')
         return 2
     root, dest = Path(argv[1]), Path(argv[2])
     dest.mkdir(parents=True, exist_ok=True)
