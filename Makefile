@@ -1,6 +1,8 @@
-# The two commands of the README. Both install what they need.
-.PHONY: demo test
+# The two commands of the README, and the docs site. Each installs what it needs.
+.PHONY: demo test docs
 demo:
 	bash hack/demo.sh
 test:
 	bash hack/test.sh
+docs:
+	bash hack/docs.sh

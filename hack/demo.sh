@@ -28,7 +28,7 @@ engine_ready() {
   fi
   bash "$ROOT/hack/ensure-docker.sh" || { say "Docker did not start: config-only"; return 1; }
   if [ -z "${DMS_DEMO_IMAGE:-}" ] || [ "${DMS_DEMO_IMAGE}" = dms-test:16 ]; then
-    say "building the test image if it is missing (a minute or two the first time)"
+    say "building the test image if it is missing (about two and a half minutes the first time)"
     bash "$ROOT/hack/build-test-images.sh" 16 \
       || { say "the test image could not be built: config-only"; return 1; }
   fi

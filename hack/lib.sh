@@ -46,13 +46,11 @@ ensure_debs() {
 
 # stage: copy the working tree to .build/collections/ansible_collections/dms/mailserver,
 # where ansible and ansible-test find it by its name.
+# A mirror in Python (hack/stage.py), so that no Debian package is needed for it (the demo's config-only mode
+# runs as any user).
 stage() {
-  ensure_debs rsync
   mkdir -p "$STAGE"
-  rsync -a --delete \
-    --exclude '/.git' --exclude '/.ansible' --exclude '/.venv' --exclude '/.build' --exclude '/demo-output' \
-    --exclude '__pycache__' --exclude '.pytest_cache' --exclude '.hypothesis' --exclude '/tests/output' \
-    "$ROOT/" "$STAGE/"
+  python3 "$ROOT/hack/stage.py" "$ROOT" "$STAGE" || die "staging the collection into $STAGE failed"
   # ansible-test lists a collection's files with git when the collection sits inside a git work tree. The
   # stage lies in this repository's ignored .build/, so without an index of its own every sanity test would
   # be skipped ("All targets skipped") and pass without testing anything.

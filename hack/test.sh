@@ -3,19 +3,42 @@
 # host plausibly has), integration (real postfix/dovecot/opendkim tools), reliability (concurrency, crashes, full
 # disk, secrets, parser properties, hostile input), molecule.
 # Installs what it needs: a Python venv from requirements/test.txt and Debian packages (as root).
-# Usage: hack/test.sh [lint|sanity|unit|compat|integration|reliability|molecule ...]   (default: everything)
+# docs (antsibull-docs lint and the Sphinx site, hack/docs.sh), galaxy (the collection tarball: its contents and
+# galaxy-importer).
+# Usage: hack/test.sh [lint|sanity|unit|docs|galaxy|compat|integration|reliability|molecule ...]   (default: all)
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit compat integration reliability molecule)
+[ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit docs galaxy compat integration reliability molecule)
 
 ensure_venv "$ROOT/requirements/test.txt"
-ensure_debs rsync git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
-  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography
+ensure_debs git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
+  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography shellcheck
 stage
 cd "$STAGE"
+
+# No leftovers: nothing the suite runs may write under ~/.ansible/collections. ansible-lint runs offline
+# (.ansible-lint) and molecule without its prerun (.config/molecule/config.yml), which would otherwise install
+# this collection there; everything else finds it through ANSIBLE_COLLECTIONS_PATH (the staged tree). Checked
+# after the last step.
+user_collections="${ANSIBLE_HOME:-$HOME/.ansible}/collections"
+collections_state() {
+  if [ -e "$user_collections" ]; then
+    find "$user_collections" -printf '%P %y %s %T@\n' | LC_ALL=C sort | sha256sum
+  else
+    echo absent
+  fi
+}
+collections_before="$(collections_state)"
+collections_since="$(date +%s)"
+no_leftovers() {
+  [ "$(collections_state)" = "$collections_before" ] && return 0
+  echo "the suite changed $user_collections; written since it started:" >&2
+  find "$user_collections" -newermt "@$collections_since" -print 2>/dev/null | head -n 20 >&2
+  return 1
+}
 
 failed=()
 
@@ -27,6 +50,41 @@ prepare_ansible_test() {
   cache="$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py"
   mkdir -p "$(dirname "$cache")"
   cp "$ROOT/hack/ansible-test-get-pip.py" "$cache"
+}
+# ansible-test sanity only warns when a checker it needs is missing (e.g. 'Required program "shellcheck" not
+# found') and then skips that test: a missing checker fails the step here.
+sanity() {
+  local log="$BUILD/sanity.log"
+  ansible-test sanity "$@" 2>&1 | tee "$log" || return 1
+  if grep -E 'Required program .* not found' "$log" >&2; then
+    echo "a sanity checker is missing (above): install it (hack/test.sh installs Debian's shellcheck)" >&2
+    return 1
+  fi
+}
+# The tarball Galaxy would get, built from the checkout as a user builds it, and galaxy-importer on it (configured
+# by hack/galaxy-importer.cfg: no container, so without its ansible-test sanity, which the sanity step runs). Fails
+# on anything it warns about, and on a tarball with files of the workshop (tests, images, .build, .venv, demo
+# output; tests/unit/test_galaxy_tarball.py checks build_ignore on a copy that has them all).
+galaxy_check() {
+  local out="$BUILD/galaxy" tarball
+  rm -rf "$out"
+  mkdir -p "$out"
+  ansible-galaxy collection build --force --output-path "$out" "$ROOT" >"$out/build.log" 2>&1 \
+    || { cat "$out/build.log" >&2; return 1; }
+  tarball="$(ls "$out"/dms-mailserver-*.tar.gz)"
+  if tar -tzf "$tarball" | grep -E '^(tests|hack|molecule|bench|requirements|\.build|\.venv|\.git|demo-output)(/|$)' >&2
+  then
+    echo "the tarball holds the files above, which build_ignore in galaxy.yml should keep out" >&2
+    return 1
+  fi
+  # galaxy-importer writes importer_result.json into its working directory.
+  (cd "$out" && GALAXY_IMPORTER_CONFIG="$ROOT/hack/galaxy-importer.cfg" python -m galaxy_importer.main "$tarball") \
+    >"$out/importer.log" 2>&1 || { cat "$out/importer.log" >&2; return 1; }
+  if grep -E '^(WARNING|ERROR|CRITICAL):' "$out/importer.log" >&2; then
+    echo "galaxy-importer warned about the above (log: $out/importer.log)" >&2
+    return 1
+  fi
+  echo "$(basename "$tarball"): $(tar -tzf "$tarball" | wc -l) files; galaxy-importer: $(tail -n 1 "$out/importer.log")"
 }
 run_step() {
   local name="$1"; shift
@@ -50,7 +108,7 @@ for step in "${steps[@]}"; do
     sanity)
       # ansible-test sanity in its own venvs for the controller's Python; no ignore files.
       prepare_ansible_test
-      run_step "ansible-test sanity" ansible-test sanity --venv --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no
+      run_step "ansible-test sanity" sanity --venv --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no
       ;;
     unit)
       run_step "unit tests" python -m pytest -q -p no:cacheprovider tests/unit
@@ -92,9 +150,18 @@ for step in "${steps[@]}"; do
         esac
       done
       ;;
-    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule)";;
+    docs)
+      # antsibull-docs lint-collection-docs and the docs site (hack/docs.sh), where any Sphinx warning fails.
+      run_step "docs: antsibull-docs lint and a warning-free Sphinx site" bash "$ROOT/hack/docs.sh"
+      ;;
+    galaxy)
+      run_step "galaxy: the collection tarball and galaxy-importer" galaxy_check
+      ;;
+    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule, docs, galaxy)";;
   esac
 done
+
+run_step "nothing written under $user_collections" no_leftovers
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED steps: %s\n' "${failed[*]}" >&2

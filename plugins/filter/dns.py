@@ -178,6 +178,11 @@ def dms_dns_records(hosts):
                 plan.add(name, parent, 'address', hostname, rtype, str(address), ttl)
                 plan.note('PTR: the reverse DNS name of %s should be %s (set by whoever runs the address, often the '
                           'hosting provider), and %s should resolve back to it' % (address, hostname, hostname))
+        if not host.get('ipv4'):
+            # The MX records name the host, so its A record must exist; without dms_dns_ipv4 it is not listed here.
+            plan.note('%s: no A record listed for this name (dms_dns_ipv4 is not set for %s), and the MX records '
+                      'point at it: publish %s A <its public IPv4 address> if it is not published yet, or set '
+                      'dms_dns_ipv4 to list it here' % (hostname, name, hostname))
         for item in host.get('dkim_unused') or []:
             backend = str(item.get('backend', ''))
             plan.note('%s: no DKIM record for %s (selector %s): its key is for %s, which is off on this host '

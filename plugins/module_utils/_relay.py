@@ -159,7 +159,7 @@ def normalize(params):
     for index, raw in raw_entries:
         def field(name, index=index):
             return item_path(params, list_option, index, name)
-        entry = _normalize_entry(raw, field)
+        entry = _normalize_entry(raw, field, bool(params.get('exclusive')))
         norm = entry['key'].lower()
         if norm in seen:
             raise v.ValidationError('%s: %s is listed twice (also at %s)'
@@ -169,7 +169,7 @@ def normalize(params):
     return entries, warnings
 
 
-def _normalize_entry(raw, field):
+def _normalize_entry(raw, field, exclusive=False):
     state = raw['state']
     domain, host, port = raw['domain'], raw['host'], raw['port']
     username, password, exclude = raw['username'], raw['password'], raw['exclude']
@@ -248,6 +248,13 @@ def _normalize_entry(raw, field):
     elif entry['kind'] == 'host':
         _fail(field('username'), 'is required for an item without domain: such an item sets the credentials for '
                                  'the relay host %s (give domain to route a sender domain)' % entry['key'])
+    # An item that names a domain and asks for nothing else is a mistake (a forgotten host or credentials), except
+    # in a relays list with exclusive=true, where it keeps the domain's lines.
+    if entry['relay'] is None and entry['creds'] is None and not exclusive:
+        _fail(field('domain'), '%s is given alone, which asks for nothing: expected host (the relay for its mail), '
+                               'username and password (its credentials), exclude (opt out of RELAY_HOST, or back '
+                               'in), or state=absent (remove its lines); a domain alone only keeps its lines in a '
+                               'relays list with exclusive=true' % entry['key'])
     return entry
 
 

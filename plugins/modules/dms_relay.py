@@ -35,7 +35,8 @@ options:
       - Without O(domain), an item sets the credentials for the relay host O(host):O(port), key C([host]:port),
         for the relay given by C(DEFAULT_RELAY_HOST) or C(RELAY_HOST)/C(RELAY_PORT) in the container's
         environment. Such an item needs O(username) and O(password) and writes only C(postfix-sasl-password.cf).
-      - An item with O(domain) alone changes nothing; with O(exclusive) it keeps the domain's lines as they are.
+      - An item with O(domain) alone asks for nothing and fails, naming what it expected, except in O(relays)
+        with O(exclusive=true), where it keeps the domain's lines as they are.
       - Mutually exclusive with O(relays).
     type: str
   host:

@@ -44,22 +44,39 @@ def tree(root):
     return out
 
 
-def demo(root, mode, *args):
-    env = dict(os.environ, DMS_VENV=VENV, DMS_DEMO_MODE=mode, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+def demo(root, mode, *args, **extra_env):
+    env = dict(os.environ, DMS_VENV=VENV, DMS_DEMO_MODE=mode, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
+               **extra_env)
     env.pop('ANSIBLE_COLLECTIONS_PATH', None)
+    # One stream, as a terminal shows it (the image build's progress lines go to stderr).
     proc = subprocess.run(['make', '-C', str(root), 'demo'] if not args else
                           ['bash', str(root / 'hack' / 'demo.sh')] + list(args),
-                          capture_output=True, text=True, env=env, timeout=1200, check=False)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=1200,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-8000:]
     recap = re.findall(r'^localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0', proc.stdout, re.M)
     assert len(recap) == 1, proc.stdout[-3000:]
     return proc.stdout, int(recap[0])
 
 
+def package_tool_stubs(tmp_path):
+    """A PATH directory whose dpkg-query, apt-get and rsync only record that they were called, and fail."""
+    stubs, calls = tmp_path / 'stubs', tmp_path / 'stub-calls'
+    stubs.mkdir()
+    calls.write_text('')
+    for name in ('dpkg-query', 'apt-get', 'rsync'):
+        (stubs / name).write_text('#!/bin/sh\necho "%s $*" >> %s\nexit 1\n' % (name, calls))
+        (stubs / name).chmod(0o755)
+    return stubs, calls
+
+
 def test_make_demo_config_only_twice(tmp_path):
     root = checkout_copy(tmp_path)
     before = tree(root)
-    out, changed = demo(root, 'config')
+    # Config-only needs no Debian package (README): the demo must not even ask dpkg or apt, nor use rsync.
+    stubs, calls = package_tool_stubs(tmp_path)
+    out, changed = demo(root, 'config', PATH='%s:%s' % (stubs, os.environ['PATH']))
+    assert calls.read_text() == ''
     assert changed > 0
     assert 'mail._domainkey.example.com.' in out and 'IN MX    10 mail.example.com.' in out
     assert 'Config only' in out
@@ -86,6 +103,12 @@ def test_make_demo_full_deployment_twice_then_log_in(tmp_path):
         out, changed = demo(root, 'full', *args)
         assert changed > 0
         assert 'docker-mailserver runs as the container %s' % CONTAINER in out
+        # A quiet start (README): at most 60 lines before the first Ansible task, and only the image the demo runs
+        # is built or checked (the image build's output goes to its log).
+        before_ansible = out.split('\nTASK [', 1)[0].splitlines()
+        assert len(before_ansible) <= 60, '\n'.join(before_ansible)
+        images = re.findall(r'^build-test-images: (?:building )?(dms-[\w.:-]+)', out, re.M)
+        assert images and set(images) <= {'dms-test:16', 'dms-test-base:trixie'}, images
         out, changed = demo(root, 'full', *args)
         assert changed == 0, out[-3000:]
         password = (root / 'demo-output' / 'credentials' / 'admin@example.com').read_text().split()[0]

@@ -192,6 +192,10 @@ def test_an_inconsistent_inventory_fails_early_on_every_host(group, playbook, na
     run = run_playbook(group, playbook)
     assert run.rc != 0
     assert any(message in m for m in run.failure_messages()), run.failure_messages()
+    if name != 'unshared_keys_one_name':
+        # The heading names the source: the inventory, not survey answers.
+        assert 'The inventory of mx2 contradicts itself; nothing was changed on any host:' in run.failure_messages()
+        assert not any('survey' in m for m in run.failure_messages())
     assert state(group) == before
     # Every host stopped in the check play: no later play ran.
     assert [p['play']['name'] for p in run.data['plays']] == ['Check the inventory of the mail hosts']
@@ -280,6 +284,10 @@ def test_survey_answers_that_conflict_with_the_inventory_are_refused(group, surv
     run = run_playbook(group, 'accounts', survey)
     assert run.rc != 0
     assert any(message in m for m in run.failure_messages()), run.failure_messages()
+    # The heading blames the survey answers, not the inventory (which is consistent here).
+    assert 'The survey answers (extra variables dms_account_* and dms_alias_*) for mx1 are refused; nothing was ' \
+        'changed on any host:' in run.failure_messages()
+    assert not any('contradicts itself' in m for m in run.failure_messages()), run.failure_messages()
     assert state(group) == before
     assert 'orphan' not in run.stdout and 'Other-1' not in run.stdout
 
@@ -307,6 +315,29 @@ def test_check_diff_reports_drift_made_by_hand_and_changes_nothing(group):
     assert state(group) == before
     for secret in SECRETS:
         assert secret not in run.stdout
+
+
+def test_check_diff_as_the_guide_says_site_hides_state_diffs_and_accounts_shows_them_masked(group):
+    """docs/guide-zero-to-mail.md, step 4: with the role (dms_no_log true by default) --check --diff shows which
+    state tasks would change but no file diff; dms.mailserver.accounts -e dms_hosts=<host> --check --diff shows the
+    diff with hashes masked, on that host only."""
+    group.vars['dms_accounts'][0]['password'] = 'Alice-Guide-Pb-Pw-5'
+    group.write()
+    before = state(group)
+    site = run_playbook(group, 'site', check=True, diff=True)
+    assert site.rc == 0, site.stdout[-3000:]
+    hidden = site.task('Accounts, passwords, quotas', 'mx1')
+    assert hidden['changed'] and 'censored' in hidden and 'diff' not in hidden, hidden
+    accounts = run_playbook(group, 'accounts', {'dms_hosts': 'mx1'}, check=True, diff=True)
+    assert accounts.rc == 0, accounts.stdout[-3000:]
+    assert sorted(accounts.stats) == ['mx1']
+    diff, = [d for d in accounts.task('Accounts, passwords, quotas', 'mx1')['diff']
+             if d['before_header'] == 'postfix-accounts.cf']
+    assert 'alice@example.com|{SHA512-CRYPT}<hash #' in diff['after'] and 'masked>' in diff['after'], diff
+    stored = [line.split('|', 1)[1] for line in lines(group.config('mx1') / 'postfix-accounts.cf')]
+    for secret in SECRETS + ['Alice-Guide-Pb-Pw-5'] + stored:
+        assert secret not in site.stdout + accounts.stdout
+    assert state(group) == before
 
 
 def test_accounts_shows_no_secret_at_vvvv_with_diff(group):
@@ -374,6 +405,24 @@ def test_dns_records_for_two_domains_are_correct_and_dkim_verifies_with_the_host
     assert shown.strip() == table.strip()
     # The postmaster of example.com has no mailbox or alias: the notes say so.
     assert any('postmaster@example.com, which is no account or alias' in n for n in data['notes'])
+
+
+def test_dns_reports_changes_only_for_the_files_it_writes_on_the_controller(group, tmp_path):
+    """docs/playbooks.md: changed=2 on the first run with dms_dns_output_dir (its folder and files), changed=0 on the
+    next with the same records, and changed=0 without dms_dns_output_dir."""
+    before = state(group)
+    plain = run_playbook(group, 'dns')
+    assert plain.rc == 0, plain.stdout[-3000:]
+    assert [plain.changed(h) for h in HOSTS] == [0, 0], plain.stats
+    out = {'dms_dns_output_dir': str(tmp_path / 'dns')}
+    first = run_playbook(group, 'dns', out)
+    assert first.rc == 0, first.stdout[-3000:]
+    assert sum(first.changed(h) for h in HOSTS) == 2, first.stats
+    assert first.task('Create the output folder', 'mx1')['changed']
+    assert first.task('Write the records', 'mx1')['changed']
+    again = run_playbook(group, 'dns', out)
+    assert [again.changed(h) for h in HOSTS] == [0, 0], again.stats
+    assert state(group) == before
 
 
 def test_dns_before_the_keys_exist_says_so_and_generates_nothing(tmp_path):

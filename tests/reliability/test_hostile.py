@@ -163,6 +163,7 @@ INPUT_CASES = [
     ('relay-domain-traversal', relay(domain='../../etc', **RELAY), fail('domain', 'label')),
     ('relay-domain-cyrillic', relay(domain='ex%smple.org' % CYRILLIC_A, **RELAY), fail('domain', 'non-ASCII')),
     ('relay-domain-long', relay(domain='a' * 250 + '.org', **RELAY), fail('domain', 'longer than 253')),
+    ('relay-domain-alone', relay(domain='example.com'), fail('domain', 'given alone, which asks for nothing: expected host')),
     ('relay-host-bracket-injection', relay(domain='example.org', host='evil.com]:25 [x', username='u', password=PW),
      fail('host', '')),
     ('relay-host-brackets', relay(domain='example.org', host='[smtp.example.net]', username='u', password=PW),

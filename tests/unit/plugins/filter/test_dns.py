@@ -19,6 +19,13 @@ def host(name='mx1', hostname='mx1.example.com', domains=('example.com',), **ext
     return item
 
 
+def a_note(name='mx1'):
+    hostname = '%s.example.com' % name
+    return ('%s: no A record listed for this name (dms_dns_ipv4 is not set for %s), and the MX records point at it: '
+            'publish %s A <its public IPv4 address> if it is not published yet, or set dms_dns_ipv4 to list it here'
+            % (hostname, name, hostname))
+
+
 def of(dns, purpose, domain='example.com'):
     return [r for r in dns['records'] if r['purpose'] == purpose and r['domain'] == domain]
 
@@ -40,7 +47,8 @@ def test_basic_records_for_two_hosts():
     assert [len(c) for c in dkim['chunks']] == [255, len(DKIM_COM['value']) - 255]
     assert dkim['rdata'] == '"%s" "%s"' % tuple(dkim['chunks'])
     assert all(r['ttl'] == 3600 and r['required'] for r in dns['records'])
-    assert dns['notes'] == [] and dns['mta_sts_policies'] == {}
+    # No dms_dns_ipv4: each MX target gets a reminder that it needs an A record.
+    assert dns['notes'] == [a_note('mx1'), a_note('mx2')] and dns['mta_sts_policies'] == {}
 
 
 def test_different_keys_under_one_name_fail():
@@ -54,7 +62,7 @@ def test_a_key_not_made_yet_is_a_note():
     dns = dms_dns_records([host(dkim=[dict(DKIM_COM, value=None)])])
     assert of(dns, 'dkim') == []
     assert dns['notes'] == ['mail._domainkey.example.com: mx1 has no DKIM key for example.com yet (selector mail): '
-                            'run the site playbook, then this one again']
+                            'run the site playbook, then this one again', a_note()]
 
 
 def test_options_and_notes():
@@ -74,7 +82,16 @@ def test_options_and_notes():
     assert 'DMARC reports go to reports@example.com, which is no account or alias on mx1' in notes
     # No rua at all, and a catch-all receives the reports.
     dns = dms_dns_records([host(addresses=['@example.com'], options={'dmarc_rua': ''})])
-    assert of(dns, 'dmarc')[0]['value'] == 'v=DMARC1; p=none' and dns['notes'] == []
+    assert of(dns, 'dmarc')[0]['value'] == 'v=DMARC1; p=none' and dns['notes'] == [a_note()]
+
+
+def test_the_a_record_reminder_is_only_there_without_dms_dns_ipv4():
+    assert a_note() in dms_dns_records([host()])['notes']
+    assert a_note() in dms_dns_table(dms_dns_records([host()]))
+    with_address = dms_dns_records([host(ipv4=['192.0.2.10'])])
+    assert not any('no A record' in n for n in with_address['notes'])
+    assert [(r['type'], r['value']) for r in with_address['records'] if r['purpose'] == 'address'] == \
+        [('A', '192.0.2.10')]
 
 
 def test_client_srv_records_use_the_published_host_ports():

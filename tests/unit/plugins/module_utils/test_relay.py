@@ -138,6 +138,9 @@ BAD_INPUTS = [
     (dict(host='smtp.example.com', username='', password=None), 'username:', 'state=absent'),
     (dict(host='', username='u', password=SECRET), 'domain:', 'is required'),
     (dict(domain='example.com', exclusive=True), 'exclusive:', 'relays list'),
+    # A domain alone asks for nothing: a forgotten host or credentials must not pass silently.
+    (dict(domain='example.com'), 'domain:', 'expected host (the relay for its mail), username and password'),
+    (dict(domain='@example.com', host=None, username=None), 'domain:', '@example.com is given alone'),
 ]
 
 
@@ -381,10 +384,14 @@ def test_rewritten_sasl_file_is_0600(tmp_path):
     assert read(tmp_path, SASL) == '@a.example u:new\n'
 
 
-def test_domain_alone_changes_nothing_and_keeps_its_lines_under_exclusive(tmp_path):
+def test_domain_alone_fails_and_keeps_its_lines_under_exclusive(tmp_path):
     write(tmp_path, RELAYMAP, '@a.example [x.example]:25\n@b.example [x.example]:25\n')
     write(tmp_path, SASL, '@a.example u:p\n@b.example u:p\n', 0o600)
-    assert apply(tmp_path, domain='a.example')[1] == []
+    for kwargs in (dict(domain='a.example'), dict(relays=[item(domain='a.example')])):
+        with pytest.raises(ValidationError) as info:
+            apply(tmp_path, **kwargs)
+        assert 'is given alone, which asks for nothing' in str(info.value)
+    assert str(info.value).startswith('relays[0].domain: @a.example is given alone')
     result, dummy, dummy = apply(tmp_path, exclusive=True, relays=[item(domain='a.example')])
     assert read(tmp_path, RELAYMAP) == '@a.example [x.example]:25\n'
     assert read(tmp_path, SASL) == '@a.example u:p\n'
