@@ -448,7 +448,18 @@ def secret_values(params):
     for name in ('settings', 'services', 'sections'):
         if isinstance(params.get(name), dict):
             walk(params[name])
-    if params.get('no_log_content') and isinstance(params.get('content'), str) and params['content']:
+    content = params.get('content')
+    if isinstance(content, str):
+        # The values of secret-looking keys in a whole-file content (password = "..." in an Rspamd override),
+        # bare and without quotes and the trailing ";", so the echoed arguments never show them.
+        for line in content.splitlines():
+            match = _KV_LINE.match(line)
+            if match and SECRET_KEY.search(match.group(1)):
+                value = match.group(2).strip()
+                for candidate in (value, value.rstrip(';').strip(), value.rstrip(';').strip().strip('"\'')):
+                    if len(candidate) >= 4:
+                        out.add(candidate)
+    if params.get('no_log_content') and isinstance(content, str) and content:
         out.add(params['content'])
         out.update(line for line in params['content'].splitlines() if len(line.strip()) >= 4)
     return out
@@ -503,6 +514,14 @@ def _postconf_defaults(text):
     return out
 
 
+def _boolean_default(default):
+    """True for a Postfix boolean: its default is yes or no, or a compatibility_level choice between them
+    (``${{$compatibility_level} <level {1} ? {no} : {yes}}``)."""
+    if default is None:
+        return False
+    return default in ('yes', 'no') or bool(re.search(r'\?\s*\{(yes|no)\}\s*:\s*\{(yes|no)\}\s*\}*$', default))
+
+
 def check_postfix_values(settings, defaults, warnings):
     """Booleans must be yes or no (Postfix stops at anything else); unknown names are dropped by DMS."""
     if not defaults:
@@ -513,7 +532,7 @@ def check_postfix_values(settings, defaults, warnings):
         if key not in defaults and key not in DMS_PARAMETERS and '$' not in rendered:
             warnings.append('%s: the host\'s postconf does not know this parameter; DMS keeps a custom parameter '
                             'only when main.cf or master.cf refers to it (postconf -n drops it otherwise)' % field)
-        if defaults.get(key) in ('yes', 'no') and rendered.lower() not in ('yes', 'no') and '$' not in rendered:
+        if _boolean_default(defaults.get(key)) and rendered.lower() not in ('yes', 'no') and '$' not in rendered:
             _fail(field, '%r is not a Postfix boolean: write yes or no (true/false in YAML); Postfix stops with '
                          '"bad boolean configuration" on anything else' % rendered)
 

@@ -362,3 +362,16 @@ def test_options_that_do_not_fit_the_file_are_refused():
         _config.normalize(params(file='rspamd/override.d/dkim_signing.conf', content='enabled = true;'))
     with pytest.raises(ValidationError, match='^mode: '):
         _config.normalize(params(file='amavis.cf', content='1;', mode='rw-r--r--'))
+
+
+@pytest.mark.parametrize('default, boolean', [
+    ('yes', True), ('no', True), ('${{$compatibility_level} <level {1} ? {no} : {yes}}', True),
+    ('10240000', False), ('$myhostname ESMTP $mail_name', False), ('', False), (None, False),
+])
+def test_postfix_boolean_defaults_include_compatibility_level_choices(default, boolean):
+    assert _config._boolean_default(default) is boolean
+
+
+def test_secret_values_of_content_keys_are_hidden_from_the_output():
+    found = _config.secret_values(params(content='password = "%s";\nother = visible-value\n' % SECRET))
+    assert SECRET in found and not any('visible' in value for value in found)
