@@ -250,8 +250,8 @@ def guard_problem(key, value):
         if not _has(value, RECEIVE_ACCESS_HOOK):
             return ('DMS puts "%s" (the receive restrictions of dms_account, restrict: [receive]) and its policy '
                     'services into smtpd_recipient_restrictions at start, and postfix-main.cf is applied after '
-                    'that, so this value would drop them; keep "%s" in the value' % (RECEIVE_ACCESS_HOOK,
-                                                                                      RECEIVE_ACCESS_HOOK))
+                    'that, so this value would drop them; keep "%s" in the value'
+                    % (RECEIVE_ACCESS_HOOK, RECEIVE_ACCESS_HOOK))
     elif key in ('smtpd_sender_restrictions', 'mua_sender_restrictions'):
         if not _has(value, SEND_ACCESS_HOOK, *_SENDER_REFS):
             return ('DMS hooks "%s" (the send restrictions of dms_account, restrict: [send]) into '

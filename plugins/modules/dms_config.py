@@ -288,7 +288,7 @@ def main():
     def run(args, data=None):
         return module.run_command(args, data=data, environ_update={'LC_ALL': 'C'})
 
-    tools = _config.Tools(lambda name: module.get_bin_path(name), run)
+    tools = _config.Tools(module.get_bin_path, run)
     run_module(module, _config.normalize, lambda cfg, request: _config.plan(cfg, request, tools))
 
 

@@ -144,8 +144,8 @@ def test_postfix_files_applied_as_dms_does_give_the_values_check_and_diff_predic
     cfg.mkdir()
     (cfg / 'postfix-main.cf').write_text('# written by hand\nsmtpd_banner = $myhostname ESMTP\n')
     tasks = [
-        config(cfg, file='postfix-main.cf', settings={'smtputf8_enable': False, 'message_size_limit': 52428800,
-                                                     'mynetworks': ['127.0.0.0/8', '192.0.2.0/24']}),
+        config(cfg, file='postfix-main.cf', settings={
+            'smtputf8_enable': False, 'message_size_limit': 52428800, 'mynetworks': ['127.0.0.0/8', '192.0.2.0/24']}),
         config(cfg, file='postfix-master.cf', services={
             'smtp/inet/postscreen_upstream_proxy_protocol': 'haproxy',
             'submission/inet/smtpd_upstream_proxy_protocol': 'haproxy'}),

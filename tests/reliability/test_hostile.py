@@ -243,8 +243,8 @@ INPUT_CASES = [
     ('config-main-recipient-restrictions', config(file='postfix-main.cf', settings={
         'smtpd_recipient_restrictions': RECEIVE_ONLY}), fail(r'settings\.smtpd_recipient_restrictions', 'refused')),
     ('config-main-sender-restrictions', config(file='postfix-main.cf', settings={
-        'smtpd_sender_restrictions': 'permit_mynetworks, reject'}), fail(r'settings\.smtpd_sender_restrictions',
-                                                                          'refused')),
+        'smtpd_sender_restrictions': 'permit_mynetworks, reject'}),
+     fail(r'settings\.smtpd_sender_restrictions', 'refused')),
     ('config-main-dms-sender-restrictions', config(file='postfix-main.cf', settings={
         'dms_smtpd_sender_restrictions': 'permit_mynetworks'}), fail(r'settings\.dms_smtpd_sender_restrictions',
                                                                      'refused')),
@@ -286,7 +286,7 @@ INPUT_CASES = [
     ('config-dovecot-no-line', config(file='dovecot.cf', settings={'mail_max_userip_connections': 50}),
      fail('release_line', 'required')),
     ('config-override-traversal', config(file='rspamd/override.d/../../../etc/cron.d/x.conf', content='x = 1;'),
-     fail('file', 'no "/" and no "\.\."')),
+     fail('file', r'no "/" and no "\.\."')),
     ('config-override-absolute', config(file='/etc/passwd', content='root::0:0::/:/bin/sh'),
      fail('file', 'not a DMS config-volume file')),
     ('config-override-hidden', config(file='rspamd/override.d/.x.conf', content='x = 1;'),

@@ -126,8 +126,8 @@ def test_restart_required_and_applies_live_follow_dms(tmp_path):
 
 def test_settings_keep_hand_written_lines_and_null_removes(tmp_path):
     write(tmp_path, 'postfix-main.cf', '# by hand\nsmtpd_banner = $myhostname ESMTP\nmessage_size_limit = 1\n')
-    apply(tmp_path, file='postfix-main.cf', settings={'message_size_limit': 52428800, 'smtputf8_enable': False,
-                                                     'mynetworks': ['127.0.0.0/8', '192.0.2.0/24']})
+    apply(tmp_path, file='postfix-main.cf', settings={
+        'message_size_limit': 52428800, 'smtputf8_enable': False, 'mynetworks': ['127.0.0.0/8', '192.0.2.0/24']})
     assert read(tmp_path, 'postfix-main.cf') == ('# by hand\nsmtpd_banner = $myhostname ESMTP\n'
                                                  'message_size_limit = 52428800\nsmtputf8_enable = no\n'
                                                  'mynetworks = 127.0.0.0/8, 192.0.2.0/24\n')
