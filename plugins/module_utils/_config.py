@@ -222,7 +222,8 @@ def _normalize_settings(settings, kind, state, line, force, warnings):
                 _fail(field, 'not a Postfix parameter name (letters, digits, "_", "." and "-"; no white space or "=")')
             if rendered is not None:
                 _guard_main(key, rendered, field, force, warnings)
-        else:
+        elif rendered is not None:
+            # Removing a key needs no name check: a name the line does not know is removed all the same.
             problem = _dovecot.name_problem(key, line, 'settings')
             if problem:
                 raise v.ValidationError(problem)

@@ -255,3 +255,59 @@ def test_secrets_never_reach_the_output(tmp_path):
     assert secret not in play.stdout + play.stderr
     assert (cfg / 'rspamd/override.d/worker-controller.inc').stat().st_mode & 0o777 == 0o600
     assert play.tasks[0]['applies_live'] is True and play.tasks[0]['restart_required'] is False
+
+
+def role_overrides(config_dir, **variables):
+    """The mailserver role's override step alone (tasks_from: overrides.yml), no container."""
+    base = dict(dms_config_dir=str(config_dir), dms_postfix_main_effective={}, dms_dovecot_conf_effective={},
+                dms_config_files=[], dms_line='15', dms_no_log=True)
+    base.update(variables)
+    return {'name': 'overrides', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver',
+                                                                 'tasks_from': 'overrides.yml'},
+            'vars': base}
+
+
+def test_role_records_what_it_manages_removes_it_when_dropped_and_keeps_hand_written_lines(tmp_path):
+    cfg = tmp_path / 'config'
+    cfg.mkdir()
+    (cfg / 'postfix-main.cf').write_text('# by hand\nsmtpd_banner = $myhostname ESMTP\n')
+    files = [{'file': 'fail2ban-jail.cf', 'content': '[DEFAULT]\nignoreip = 127.0.0.1/8 192.0.2.0/24\n'},
+             {'file': 'rspamd/custom-commands.conf', 'content': 'disable-module chartable\n'}]
+    first = run_play(tmp_path, [role_overrides(cfg, dms_postfix_main_effective={'smtputf8_enable': False},
+                                               dms_dovecot_conf_effective={'recipient_delimiter': '+'},
+                                               dms_config_files=files),
+                                {'ansible.builtin.debug': {'var': 'dms_config_needs_recreate'}}])
+    assert not first.failed, first.stdout + first.stderr
+    assert first.result['dms_config_needs_recreate'] is True
+    assert (cfg / 'postfix-main.cf').read_text() == ('# by hand\nsmtpd_banner = $myhostname ESMTP\n'
+                                                      'smtputf8_enable = no\n')
+    assert (cfg / 'dovecot.cf').read_text() == 'recipient_delimiter = +\n'
+    assert (cfg / 'fail2ban-jail.cf').exists() and (cfg / '.dms-mailserver-role-config.json').exists()
+
+    # The same variables again: nothing changes, no recreate.
+    after = snapshot(cfg)
+    again = run_play(tmp_path, [role_overrides(cfg, dms_postfix_main_effective={'smtputf8_enable': False},
+                                               dms_dovecot_conf_effective={'recipient_delimiter': '+'},
+                                               dms_config_files=files),
+                                {'ansible.builtin.debug': {'var': 'dms_config_needs_recreate'}}])
+    assert not again.failed
+    assert again.result['dms_config_needs_recreate'] is False
+    assert not any(t.get('changed') for t in again.tasks)
+    assert snapshot(cfg) == after
+
+    # Only a live-applied Rspamd file changes: no recreate.
+    live = run_play(tmp_path, [role_overrides(cfg, dms_postfix_main_effective={'smtputf8_enable': False},
+                                              dms_dovecot_conf_effective={'recipient_delimiter': '+'},
+                                              dms_config_files=[files[0], {'file': 'rspamd/custom-commands.conf',
+                                                                           'content': 'disable-module fuzzy_check\n'}]),
+                               {'ansible.builtin.debug': {'var': 'dms_config_needs_recreate'}}])
+    assert not live.failed
+    assert live.result['dms_config_needs_recreate'] is False
+
+    # Emptied: what the role wrote goes, the hand-written lines stay.
+    empty = run_play(tmp_path, [role_overrides(cfg), {'ansible.builtin.debug': {'var': 'dms_config_needs_recreate'}}])
+    assert not empty.failed, empty.stdout + empty.stderr
+    assert empty.result['dms_config_needs_recreate'] is True
+    assert (cfg / 'postfix-main.cf').read_text() == '# by hand\nsmtpd_banner = $myhostname ESMTP\n'
+    assert not (cfg / 'dovecot.cf').exists()
+    assert not (cfg / 'fail2ban-jail.cf').exists() and not (cfg / 'rspamd/custom-commands.conf').exists()
