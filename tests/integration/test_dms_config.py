@@ -262,9 +262,8 @@ def role_overrides(config_dir, **variables):
     base = dict(dms_config_dir=str(config_dir), dms_postfix_main_effective={}, dms_dovecot_conf_effective={},
                 dms_config_files=[], dms_line='15', dms_no_log=True)
     base.update(variables)
-    return {'name': 'overrides', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver',
-                                                                 'tasks_from': 'overrides.yml'},
-            'vars': base}
+    role = {'name': 'dms.mailserver.mailserver', 'tasks_from': 'overrides.yml'}
+    return {'name': 'overrides', 'ansible.builtin.include_role': role, 'vars': base}
 
 
 def test_role_records_what_it_manages_removes_it_when_dropped_and_keeps_hand_written_lines(tmp_path):
@@ -279,8 +278,8 @@ def test_role_records_what_it_manages_removes_it_when_dropped_and_keeps_hand_wri
                                 {'ansible.builtin.debug': {'var': 'dms_config_needs_recreate'}}])
     assert not first.failed, first.stdout + first.stderr
     assert first.result['dms_config_needs_recreate'] is True
-    assert (cfg / 'postfix-main.cf').read_text() == ('# by hand\nsmtpd_banner = $myhostname ESMTP\n'
-                                                      'smtputf8_enable = no\n')
+    assert (cfg / 'postfix-main.cf').read_text() == \
+        '# by hand\nsmtpd_banner = $myhostname ESMTP\nsmtputf8_enable = no\n'
     assert (cfg / 'dovecot.cf').read_text() == 'recipient_delimiter = +\n'
     assert (cfg / 'fail2ban-jail.cf').exists() and (cfg / '.dms-mailserver-role-config.json').exists()
 
