@@ -142,8 +142,9 @@ def parse_mode(value, default):
         mode = int(value, 8)
     else:
         _fail('mode', '%r is not an octal file mode; write it quoted, for example "0600"' % (value,))
-    if mode > 0o7777:
-        _fail('mode', '%r is not an octal file mode' % (value,))
+    if not 0 <= mode <= 0o777:
+        # An unquoted 600 in YAML is the number 600 (0o1130): refuse it rather than write a strange mode.
+        _fail('mode', '%r is not a file mode of at most 0777; write it quoted, for example "0600"' % (value,))
     return mode, True
 
 

@@ -360,8 +360,11 @@ def test_options_that_do_not_fit_the_file_are_refused():
         _config.normalize(params(file='amavis.cf', content='1;', exclusive=True))
     with pytest.raises(ValidationError, match='^file: .*dms_dkim'):
         _config.normalize(params(file='rspamd/override.d/dkim_signing.conf', content='enabled = true;'))
-    with pytest.raises(ValidationError, match='^mode: '):
-        _config.normalize(params(file='amavis.cf', content='1;', mode='rw-r--r--'))
+    for mode in ('rw-r--r--', 600, '4755', True):
+        with pytest.raises(ValidationError, match='^mode: '):
+            _config.normalize(params(file='amavis.cf', content='1;', mode=mode))
+    assert _config.parse_mode(0o600, 0o644) == (0o600, True)
+    assert _config.parse_mode('0640', 0o644) == (0o640, True)
 
 
 @pytest.mark.parametrize('default, boolean', [
