@@ -326,6 +326,16 @@ def test_postfix_booleans_must_be_yes_or_no():
                                      {'smtputf8_enable': 'yes'}, [])
 
 
+def test_postconf_P_never_gets_a_secret_on_its_command_line(tmp_path):
+    tools = FakeTools(postconf=lambda args: (0, '', ''))
+    dummy, dummy2, dummy3, warnings = apply(tmp_path, tools=tools, file='postfix-master.cf', services={
+        'smtp/unix/smtp_sasl_password_maps': 'texthash:/%s' % SECRET, 'smtp/inet/postscreen_upstream_proxy_protocol':
+        'haproxy'})
+    assert [call[-1] for call in tools.calls] == ['smtp/inet/postscreen_upstream_proxy_protocol=haproxy']
+    assert not any(SECRET in ' '.join(call) for call in tools.calls)
+    assert any('not checked with postconf -P' in w for w in warnings)
+
+
 def test_bash_syntax_error_is_refused(tmp_path):
     tools = FakeTools(bash=lambda args: (2, '', '%s: line 2: syntax error: unexpected end of file' % args[-1]))
     with pytest.raises(ValidationError, match='^content: bash -n finds a syntax error.*line 2'):
