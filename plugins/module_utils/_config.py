@@ -98,6 +98,18 @@ DOVECOT_SECTION_EXTRA = {
 }
 
 
+# Section types that need a name: "service imap-login", "protocol imap"; Dovecot 2.4 also names passdb, userdb
+# and sieve_script sections.
+DOVECOT_NAMED_SECTIONS = {
+    '15': frozenset(('service', 'protocol', 'local', 'remote', 'namespace')),
+    '16': frozenset(('service', 'protocol', 'local', 'remote', 'namespace', 'passdb', 'userdb', 'sieve_script')),
+}
+DOVECOT_NAMED_EXAMPLES = {'service': 'service imap-login', 'protocol': 'protocol imap', 'local': 'local 10.0.0.0/8',
+                          'remote': 'remote 192.0.2.0/24', 'namespace': 'namespace inbox',
+                          'passdb': 'passdb passwd-file', 'userdb': 'userdb passwd-file',
+                          'sieve_script': 'sieve_script personal'}
+
+
 def _fail(field, problem):
     raise v.ValidationError('%s: %s' % (field, problem))
 
@@ -330,7 +342,9 @@ def _normalize_sections(sections, state, line):
     known = set()
     if line is not None:
         from ansible_collections.dms.mailserver.plugins.module_utils import _dovecot_settings as ds
-        known = set(ds.SECTIONS[line]) | DOVECOT_SECTION_EXTRA[line] | set(ds.SETTINGS[line])
+        known = set(ds.SECTIONS[line]) | DOVECOT_SECTION_EXTRA[line]
+        if line == '16':
+            known |= set(ds.SETTINGS[line])  # 2.4 writes list settings as blocks: mail_plugins { quota = yes }
     for header, body in sections.items():
         field = 'sections.%s' % header
         if not isinstance(header, str):
@@ -345,6 +359,11 @@ def _normalize_sections(sections, state, line):
         if state == 'absent' or body is None:
             out.append((name, None, field))
             continue
+        if line is not None and ' ' not in name and section_type in DOVECOT_NAMED_SECTIONS[line]:
+            _fail(field, 'a %s section needs a name in Dovecot %s (for example "%s"); %s'
+                  % (section_type, DOVECOT[line], DOVECOT_NAMED_EXAMPLES.get(section_type, section_type + ' <name>'),
+                     'Dovecot 2.4 stops with "%s { } is missing section name"' % section_type if line == '16'
+                     else 'Dovecot cannot tell which one is meant'))
         lines = fmt.render_section(name, body, field)
         if line is not None:
             _section_values(body, field, line)

@@ -293,6 +293,20 @@ def test_each_dovecot_24_refusal_names_its_part():
         _config.normalize(params(file='dovecot.cf', release_line='14', settings={}))
 
 
+@pytest.mark.parametrize('line, header, ok', [
+    ('16', 'passdb', False), ('15.1', 'passdb', True), ('16', 'passdb passwd-file', True),
+    ('15.1', 'service', False), ('16', 'sieve_script', False), ('16', 'mail_plugins', True),
+    ('15.1', 'mail_plugins', False), ('15.1', 'plugin', True),
+])
+def test_dovecot_section_types_and_names_per_line(line, header, ok):
+    args = dict(file='dovecot.cf', release_line=line, sections={header: {'driver': 'x'}})
+    if ok:
+        _config.normalize(params(**args))
+    else:
+        with pytest.raises(ValidationError, match='^sections.%s: ' % header):
+            _config.normalize(params(**args))
+
+
 def test_doveconf_runs_only_when_the_host_dovecot_is_the_lines(tmp_path):
     def doveconf(args):
         if args[-2].endswith('empty.conf'):
