@@ -103,7 +103,23 @@ def render_postfix(value, field):
     if '\t' in text:
         _fail(field, 'the value contains a tab; write a space')
     _no_outer_space(text, field)
+    _check_macros(text, field)
     return text
+
+
+_MACRO = re.compile(r'\$(\$|[A-Za-z0-9_]|\{|\()')
+
+
+def _check_macros(text, field):
+    """Every ``$`` of a Postfix value starts a parameter reference or is written ``$$``: Postfix stops with
+    "macro processing error" on a lone one."""
+    index = text.find('$')
+    while index >= 0:
+        match = _MACRO.match(text, index)
+        if not match:
+            _fail(field, 'a "$" must start a parameter reference ($name, ${name}, $(name)) or be written "$$" '
+                         '(Postfix stops with "macro processing error" otherwise)')
+        index = text.find('$', index + (2 if match.group(1) == '$' else 1))
 
 
 def render_master(value, field):
@@ -117,6 +133,7 @@ def render_master(value, field):
                      'give a list, or write items separated by "," without spaces')
     if not text:
         _fail(field, 'postconf -P cannot set an empty value; use null to remove the line')
+    _check_macros(text, field)
     return text
 
 

@@ -65,6 +65,24 @@ def test_dovecot_values_braces_only_in_variables_and_quoting():
     assert fmt.render_dovecot('Mail # server', 'f') == '"Mail # server"'
 
 
+@pytest.mark.parametrize('value, ok', [
+    ('$myhostname ESMTP', True), ('${myhostname}', True), ('$(myhostname)', True), ('cost $$5', True),
+    ('$', False), ('a $ b', False), ('x$', False), ('$$$', False), ('$-x', False),
+])
+def test_postfix_dollars_must_be_references(value, ok):
+    if ok:
+        assert fmt.render_postfix(value, 'f') == value
+    else:
+        with pytest.raises(ValidationError, match='macro processing error'):
+            fmt.render_postfix(value, 'f')
+
+
+def test_master_dollars_must_be_references():
+    assert fmt.render_master('$mua_sender_restrictions', 'f') == '$mua_sender_restrictions'
+    with pytest.raises(ValidationError, match='macro processing error'):
+        fmt.render_master('x$', 'f')
+
+
 def test_postfix_values_refuse_outer_white_space():
     with pytest.raises(ValidationError, match='white space'):
         fmt.render_postfix(' x', 'f')
