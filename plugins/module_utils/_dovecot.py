@@ -190,12 +190,17 @@ def value_problems(key, value, line, field='dms_dovecot_conf'):
     """Why ``value`` is not right for ``key`` on ``line``. The messages quote only the offending part."""
     line = _line(line)
     where = '%s.%s' % (field, key)
+    # dms_config writes booleans as yes or no and joins lists with a space.
     if isinstance(value, bool):
-        return ['%s: a YAML boolean would be written as %s; write the string yes or no' % (where, value)]
+        return []
     if value is None:
         return ['%s: no value; write \'\' for an empty one' % where]
+    if isinstance(value, (list, tuple)) and value and \
+            all(isinstance(item, (str, int, float)) for item in value):
+        value = ' '.join('yes' if item is True else 'no' if item is False else str(item) for item in value)
     if not isinstance(value, (str, int, float)):
-        return ['%s: the value must be a string or a number (%s writes single settings)' % (where, field)]
+        return ['%s: the value must be a string, a number, a boolean or a list of those (%s writes single '
+                'settings)' % (where, field)]
     text = str(value)
     problems = []
     if any(char in text for char in '\r\n\0'):

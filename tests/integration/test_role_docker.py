@@ -255,9 +255,12 @@ def test_unhealthy_container_fails_with_its_last_log_lines(tmp_path):
 def test_healthy_container_whose_dovecot_never_answers_fails(tmp_path):
     _build_images()
     # Dovecot rejects the value and restarts in a loop; DMS 15.1's health check (port 25 listens) passes and the
-    # start-up logs that DMS is up, but IMAP never answers.
+    # start-up logs that DMS is up, but IMAP never answers. dms_config refuses the value (doveconf), so the file is
+    # written by hand, as a user could; the role keeps lines it does not manage.
+    config = tmp_path / 'dms' / 'docker-data' / 'dms' / 'config'
+    config.mkdir(parents=True)
+    (config / 'dovecot.cf').write_text('mail_max_userip_connections = lots\n')
     task = role_task(tmp_path, dms_image=IMAGE_15, dms_health_timeout=40, dms_no_log=False,
-                     dms_dovecot_conf={'mail_max_userip_connections': 'lots'},
                      dms_accounts=[{'address': 'alice@example.com', 'password': 'Loop-Alice-Pw'}])
     try:
         res = run_play(tmp_path, [task])

@@ -46,6 +46,12 @@ def _seed(key_pem):
         'opendkim/TrustedHosts': '127.0.0.1\nlocalhost\n',
         'opendkim/keys/example.com/mail.private': key_pem,
         'rspamd/override.d/dkim_signing.conf': '# kept\n',
+        'postfix-main.cf': '# by hand\nsmtpd_banner = $myhostname ESMTP\n',
+        'postfix-master.cf': 'smtp/inet/postscreen_upstream_proxy_protocol=haproxy\n',
+        'dovecot.cf': 'mail_max_userip_connections = 20\nservice imap-login {\n  inet_listener imap {\n  }\n}\n',
+        'user-patches.sh': '#!/bin/bash\necho patched\n',
+        'rspamd/custom-commands.conf': 'disable-module chartable\n',
+        'rspamd/override.d/actions.conf': 'reject = 15;\n',
     }
 
 
@@ -68,6 +74,13 @@ def relay(**args):
 
 def dkim(**args):
     return ('dms_dkim', args)
+
+
+def config(**args):
+    return ('dms_config', args)
+
+
+RECEIVE_ONLY = 'permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination'
 
 
 NEW = {'password': 'Hostile-pw-1'}
@@ -213,6 +226,91 @@ INPUT_CASES = [
     ('dkim-rspamd-selector-traversal', dkim(domain='example.org', selector='../../x', backend='rspamd'),
      fail('selector', 'empty label')),
     ('dkim-rspamd-domain-traversal', dkim(domain='../x', backend='rspamd'), fail('domain', 'label')),
+    # dms_config: newline and brace injection, restriction keys, bad service lines, traversal, bad syntax
+    ('config-main-key-newline', config(file='postfix-main.cf', settings={'a\nsmtpd_sender_restrictions': 'x'}),
+     fail('settings', 'line break')),
+    ('config-main-value-newline', config(file='postfix-main.cf', settings={
+        'smtpd_banner': 'x\nsmtpd_recipient_restrictions = permit'}), fail(r'settings\.smtpd_banner', 'line break')),
+    ('config-main-value-cr', config(file='postfix-main.cf', settings={'smtpd_banner': 'x\ry'}),
+     fail(r'settings\.smtpd_banner', 'line break')),
+    ('config-main-value-nul', config(file='postfix-main.cf', settings={'smtpd_banner': 'x\x00'}),
+     fail(r'settings\.smtpd_banner', 'NUL')),
+    ('config-main-value-escape', config(file='postfix-main.cf', settings={'smtpd_banner': 'x\x1b[31m'}),
+     fail(r'settings\.smtpd_banner', 'control character')),
+    ('config-main-key-space', config(file='postfix-main.cf', settings={'smtpd banner': 'x'}),
+     fail(r'settings\.smtpd banner', 'not a Postfix parameter name')),
+    ('config-main-key-equals', config(file='postfix-main.cf', settings={'a=b': 'x'}),
+     fail(r'settings\.a=b', 'not a Postfix parameter name')),
+    ('config-main-recipient-restrictions', config(file='postfix-main.cf', settings={
+        'smtpd_recipient_restrictions': RECEIVE_ONLY}), fail(r'settings\.smtpd_recipient_restrictions', 'refused')),
+    ('config-main-sender-restrictions', config(file='postfix-main.cf', settings={
+        'smtpd_sender_restrictions': 'permit_mynetworks, reject'}),
+     fail(r'settings\.smtpd_sender_restrictions', 'refused')),
+    ('config-main-dms-sender-restrictions', config(file='postfix-main.cf', settings={
+        'dms_smtpd_sender_restrictions': 'permit_mynetworks'}), fail(r'settings\.dms_smtpd_sender_restrictions',
+                                                                     'refused')),
+    ('config-main-string-boolean', config(file='postfix-main.cf', settings={'smtputf8_enable': 'False'}),
+     fail(r'settings\.smtputf8_enable', 'not a Postfix boolean')),
+    ('config-main-nested-list', config(file='postfix-main.cf', settings={'mynetworks': [['127.0.0.0/8']]}),
+     fail(r'settings\.mynetworks\[0\]', 'list item')),
+    ('config-main-with-services', config(file='postfix-main.cf', services={'smtp/inet/x': 'y'}),
+     fail('services', 'no meaning for postfix-main.cf')),
+    ('config-master-bad-type', config(file='postfix-master.cf', services={'smtp/tcp/x': 'y'}),
+     fail(r'services\.smtp/tcp/x', 'not a service/type/parameter')),
+    ('config-master-missing-field', config(file='postfix-master.cf', services={'smtp/inet': 'y'}),
+     fail(r'services\.smtp/inet', 'not a service/type/parameter')),
+    ('config-master-value-space', config(file='postfix-master.cf', services={
+        'submission/inet/smtpd_client_restrictions': 'permit_sasl_authenticated, reject'}),
+     fail(r'services\.submission/inet/smtpd_client_restrictions', 'no white space')),
+    ('config-master-value-newline', config(file='postfix-master.cf', services={'smtp/inet/x': 'y\nsmtp/inet/z=1'}),
+     fail(r'services\.smtp/inet/x', 'line break')),
+    ('config-master-unknown-service', config(file='postfix-master.cf', services={'nosuch/inet/x': 'y'}),
+     fail(r'services\.nosuch/inet/x', 'no service nosuch/inet')),
+    ('config-master-restriction', config(file='postfix-master.cf', services={
+        'submission/inet/smtpd_sender_restrictions': 'permit_sasl_authenticated,reject'}),
+     fail(r'services\.submission/inet/smtpd_sender_restrictions', 'refused')),
+    ('config-dovecot-brace-value', config(file='dovecot.cf', release_line='16', settings={
+        'login_greeting': 'x } service evil {'}), fail(r'settings\.login_greeting', 'section start or end')),
+    ('config-dovecot-brace-name', config(file='dovecot.cf', release_line='16', sections={
+        'service imap-login': {'x } service evil { y': 1}}), fail(r'sections\.service imap-login', 'setting name')),
+    ('config-dovecot-brace-header', config(file='dovecot.cf', release_line='16', sections={
+        'service } evil {': {'a': 1}}), fail(r'sections\.service \} evil', 'may only contain')),
+    ('config-dovecot-value-newline', config(file='dovecot.cf', release_line='15.1', sections={
+        'service imap-login': {'inet_listener imap': {'port': '143\n}\nservice evil {'}}}),
+     fail(r'sections\.service imap-login', 'line break')),
+    ('config-dovecot-23-key-on-16', config(file='dovecot.cf', release_line='16', settings={
+        'disable_plaintext_auth': 'no'}), fail(r'settings\.disable_plaintext_auth', 'Dovecot 2.4')),
+    ('config-dovecot-unknown-24-key', config(file='dovecot.cf', release_line='16', settings={
+        'mail_locaton_path': 'x'}), fail(r'settings\.mail_locaton_path', 'not a setting of Dovecot 2.4')),
+    ('config-dovecot-plugin-on-16', config(file='dovecot.cf', release_line='16', sections={
+        'plugin': {'quota_grace': '10%%'}}), fail(r'sections\.plugin', 'no plugin section')),
+    ('config-dovecot-no-line', config(file='dovecot.cf', settings={'mail_max_userip_connections': 50}),
+     fail('release_line', 'required')),
+    ('config-override-traversal', config(file='rspamd/override.d/../../../etc/cron.d/x.conf', content='x = 1;'),
+     fail('file', r'no "/" and no "\.\."')),
+    ('config-override-absolute', config(file='/etc/passwd', content='root::0:0::/:/bin/sh'),
+     fail('file', 'not a DMS config-volume file')),
+    ('config-override-hidden', config(file='rspamd/override.d/.x.conf', content='x = 1;'),
+     fail('file', 'not starting with')),
+    ('config-override-bad-ucl', config(file='rspamd/override.d/actions.conf', content='reject = 15;\ngroup {\n'),
+     fail('content', 'not valid Rspamd UCL')),
+    ('config-dkim-signing-without-force', config(file='rspamd/override.d/dkim_signing.conf', content='x = 1;'),
+     fail('file', 'dms_dkim')),
+    ('config-user-patches-syntax', config(file='user-patches.sh', content='#!/bin/bash\nif true; then\n'),
+     fail('content', 'bash -n finds a syntax error')),
+    ('config-custom-commands-traversal', config(file='rspamd/custom-commands.conf',
+                                                content='add-line ../../cron.d/x * * * * * root id\n'),
+     fail('content', 'must not contain "/"')),
+    ('config-custom-commands-unknown', config(file='rspamd/custom-commands.conf', content='rm -rf /\n'),
+     fail('content', 'not a command')),
+    ('config-fail2ban-not-ini', config(file='fail2ban-jail.cf', content='ignoreip = 192.0.2.1\n'),
+     fail('content', 'INI')),
+    ('config-content-nul', config(file='spamassassin-rules.cf', content='score X 1\x00\n'),
+     fail('content', 'NUL')),
+    ('config-content-crlf', config(file='amavis.cf', content='1;\r\n'), fail('content', 'carriage return')),
+    ('config-mode-bad', config(file='amavis.cf', content='1;\n', mode='u=rw'), fail('mode', 'octal')),
+    ('config-exclusive-content', config(file='amavis.cf', content='1;\n', exclusive=True),
+     fail('exclusive', 'no meaning')),
 ]
 
 # Documented normalisations (docs/reliability.md): accepted, with exactly this result.
@@ -227,6 +325,12 @@ NORMALISED = [
      ('postfix-relaymap.cf', r'^@example\.org \[smtp\.example\.net\]:25$', None)),
     ('norm-relay-ipv6', relay(domain='example.org', host='2001:DB8:0:0::1', port=2525),
      ('postfix-relaymap.cf', r'^@example\.org \[2001:db8::1\]:2525$', None)),
+    ('norm-config-yaml-false', config(file='postfix-main.cf', settings={'smtputf8_enable': False}),
+     ('postfix-main.cf', r'^smtputf8_enable = no$', None)),
+    ('norm-config-list', config(file='postfix-main.cf', settings={'mynetworks': ['127.0.0.0/8', '192.0.2.0/24']}),
+     ('postfix-main.cf', r'^mynetworks = 127\.0\.0\.0/8, 192\.0\.2\.0/24$', None)),
+    ('norm-config-dovecot-hash-quoted', config(file='dovecot.cf', release_line='15.1', settings={
+        'login_greeting': 'Mail # ready'}), ('dovecot.cf', r'^login_greeting = "Mail # ready"$', None)),
     ('norm-dkim-uppercase', dkim(domain='Example.ORG', selector='Sel1', key_type='ed25519'),
      ('opendkim/KeyTable', r'^sel1\._domainkey\.example\.org example\.org:sel1:/etc/opendkim/keys/example\.org/'
                            r'sel1\.private$', None)),
@@ -291,6 +395,14 @@ SYMLINK_CASES = [
     ('link-rspamd-dkim-dir', dkim(domain='example.org', key_type='ed25519', backend='rspamd'), 'rspamd/dkim', 'dir'),
     ('link-rspamd-conf', dkim(domain='example.org', key_type='ed25519', backend='rspamd'),
      'rspamd/override.d/dkim_signing.conf', 'file'),
+    ('link-config-main', config(file='postfix-main.cf', settings={'smtputf8_enable': False}), 'postfix-main.cf',
+     'file'),
+    ('link-config-dovecot', config(file='dovecot.cf', release_line='16', settings={'mail_max_userip_connections': 5}),
+     'dovecot.cf', 'file'),
+    ('link-config-user-patches-dangling', config(file='user-patches.sh', content='echo hi\n'), 'user-patches.sh',
+     'missing'),
+    ('link-config-override-dir', config(file='rspamd/override.d/actions.conf', content='reject = 20;\n'),
+     'rspamd/override.d', 'dir'),
 ]
 
 
@@ -391,6 +503,23 @@ def test_symlink_inside_config_dir_is_followed_and_hard_link_to_outside_is_broke
     assert outside.read_text() == '@example.com [smtp.example.net]:587\n'
     assert os.stat(str(outside)).st_nlink == 1
     assert '@example.org [smtp.example.org]:25' in (cfg / 'postfix-relaymap.cf').read_text()
+
+
+def test_config_non_utf8_value_never_reaches_a_file(tmp_path):
+    """A value that is not UTF-8 cannot even reach dms_config: ansible-core refuses to pass it (the module's own
+    check, tested in the unit tests, is the second line). Either way nothing is written."""
+    cfg = tmp_path / 'cfg'
+    write_files(cfg, {'postfix-main.cf': 'smtpd_banner = x\n'})
+    before = tree(cfg)
+    play = run_play(tmp_path, [
+        dict(task('dms_config', 'non-utf8-setting', config_dir=str(cfg), file='postfix-main.cf',
+                  settings={'smtpd_banner': "{{ 'YWL/Yg==' | b64decode }}"}), ignore_errors=True),
+        dict(task('dms_config', 'non-utf8-content', config_dir=str(cfg), file='spamassassin-rules.cf',
+                  content="{{ 'YWL/Ygo=' | b64decode }}"), ignore_errors=True),
+    ])
+    assert [t.get('failed') for t in play.tasks] == [True, True], play.stdout + play.stderr
+    assert all('utf-8' in t['msg'].lower() or 'UTF-8' in t['msg'] for t in play.tasks)
+    assert tree(cfg) == before
 
 
 def test_matrix_is_documented():

@@ -340,3 +340,73 @@ def test_doveadm_and_postmap_are_there():
     for tool in ('postmap', 'doveadm', 'opendkim', 'openssl'):
         assert shutil.which(tool) or os.path.exists('/usr/sbin/' + tool), tool
     assert subprocess.run(['postconf', '-m'], capture_output=True, text=True, check=True).stdout.count('pcre') == 1
+
+
+# -- dms_config's override formats (postfix-main.cf, postfix-master.cf, dovecot.cf) ------------------------------
+
+_CONF_LINE = st.one_of(
+    st.text(_ANY, max_size=30),                                                   # anything at all
+    st.builds(lambda key, value: '%s = %s' % (key, value),
+              _TOKEN.filter(lambda t: not any(c in t for c in '={}#')),
+              st.text(_ANY.filter(lambda c: c not in '{}'), max_size=20)),
+    st.builds(lambda ws, text: ws + text, st.sampled_from([' ', '\t', '  ']), st.text(_ANY, max_size=20)),
+    st.sampled_from(['# comment', '', '   ', 'service imap {', '}', '  inet_listener imap {', 'a=b', 'x/inet/y=z']),
+)
+_CONF_TEXT = st.builds(lambda lines, end: '\n'.join(lines) + end, st.lists(_CONF_LINE, max_size=12),
+                       st.sampled_from(['', '\n']))
+
+
+@FAST
+@given(_CONF_TEXT)
+def test_override_files_render_unchanged_text_byte_for_byte(text):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _confformats as fmt
+    assert fmt.PostfixMain(text).render() == text
+    assert fmt.MasterOverrides(text).render() == text
+    try:
+        conf = fmt.DovecotConf(text)
+    except fmt.DovecotError:
+        return   # unbalanced braces: refused, nothing is written
+    assert conf.render() == text
+
+
+_KEY = st.text(alphabet=string.ascii_lowercase + '_', min_size=1, max_size=12)
+_VALUE = st.text(alphabet=string.ascii_letters + string.digits + '/.,:$_-', min_size=1, max_size=20)
+
+
+@FAST
+@given(_CONF_TEXT, _KEY, _VALUE)
+def test_postfix_main_set_changes_only_that_key_and_postconf_reads_the_value(text, key, value):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _confformats as fmt
+    before = fmt.PostfixMain(text)
+    others = [(k, v) for k, v in before.items() if k != key]
+    conf = fmt.PostfixMain(text)
+    conf.set(key, value)
+    out = conf.render()
+    again = fmt.PostfixMain(out)
+    assert again.get(key) == value
+    assert [(k, v) for k, v in again.items() if k != key] == others
+    second = fmt.PostfixMain(out)
+    assert second.set(key, value) is False and second.render() == out
+
+
+_MAIN_KEYS = st.sampled_from(['smtpd_banner', 'myorigin', 'relayhost', 'alias_maps', 'header_checks', 'transport_maps'])
+
+
+@TOOLS
+@given(st.dictionaries(_MAIN_KEYS, _VALUE.filter(lambda value: '$' not in value), min_size=1, max_size=5))
+def test_postconf_reads_what_postfix_main_writes(settings_):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _confformats as fmt
+    conf = fmt.PostfixMain('# by hand\nmyhostname = mail.example.com\n')
+    for key, value in settings_.items():
+        conf.set(key, fmt.render_postfix(value, key))
+    scratch = tempfile.mkdtemp()
+    try:
+        with open(os.path.join(scratch, 'main.cf'), 'w') as handle:
+            handle.write(conf.render())
+        with open(os.path.join(scratch, 'master.cf'), 'w') as handle:
+            handle.write('')
+        for key, value in settings_.items():
+            proc = subprocess.run(['postconf', '-c', scratch, '-h', key], capture_output=True, text=True, check=False)
+            assert proc.returncode == 0 and proc.stdout.rstrip('\n') == value, proc.stderr
+    finally:
+        shutil.rmtree(scratch)

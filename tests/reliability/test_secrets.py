@@ -59,14 +59,15 @@ _CORE_ARGS_ECHO = re.compile(r'^.*done with _execute_module \(dms\.mailserver\.d
 
 
 def _scenario(cfg):
-    """Tasks of all four modules, and the secrets they are given or find on disk.
+    """Tasks of all five modules, and the secrets they are given or find on disk.
 
     The tasks take their secrets from variables (a vars file passed with ``-e @file``), as playbooks do with
     Ansible Vault: ansible-core 2.19 shows the playbook lines around a failed task, so a literal written into
     the task would be shown by ansible-core itself (docs/reliability.md).
     """
     arg = dict((name, _token(name)) for name in ('new', 'changed', 'blf', 'argon', 'relay', 'relay_host', 'check',
-                                                 'given', 'badnl', 'badspace', 'badctl', 'badhash', 'both'))
+                                                 'given', 'badnl', 'badspace', 'badctl', 'badhash', 'both',
+                                                 'cfg_main', 'cfg_override', 'cfg_amavis', 'cfg_bad'))
     old_account_pw, old_relay_pw = _token('old'), _token('oldrelay')
     given_hash = doveadm_hash(arg['given'])
     old_hash = doveadm_hash(old_account_pw)
@@ -82,7 +83,7 @@ def _scenario(cfg):
     variables['s_bulk'] = [{'address': 'bulk%d@example.com' % i, 'password': pw} for i, pw in enumerate(bulk)]
     variables.update(s_given_hash=given_hash, s_badnl=arg['badnl'] + '\nsecond line',
                      s_badspace=arg['badspace'] + ' ', s_badctl=arg['badctl'] + '\x07',
-                     s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'])
+                     s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'], s_badcfg=arg['cfg_bad'] + '\nx = y')
 
     def var(name):
         return '{{ s_%s }}' % name
@@ -113,6 +114,13 @@ def _scenario(cfg):
              regenerate='always', key_size=1024),
         task('dms_dkim', 'rspamd ed25519 key', config_dir=c, domain='example.net', backend='rspamd',
              key_type='ed25519'),
+        task('dms_config', 'a secret-named Postfix setting', config_dir=c, file='postfix-main.cf',
+             settings={'smtp_sasl_password': var('cfg_main'), 'smtputf8_enable': False}),
+        task('dms_config', 'an Rspamd override with a password', config_dir=c,
+             file='rspamd/override.d/worker-controller.inc', mode='0600',
+             content='password = "%s";\n' % var('cfg_override')),
+        task('dms_config', 'amavis.cf with no_log_content', config_dir=c, file='amavis.cf', no_log_content=True,
+             content='$sql_password = "%s";\n1;\n' % var('cfg_amavis')),
     ]
     rejected = [
         task('dms_account', 'password with a line break', config_dir=c, address='x@example.com',
@@ -124,6 +132,8 @@ def _scenario(cfg):
         task('dms_account', 'malformed hash', config_dir=c, address='x@example.com', password_hash=var('badhash')),
         task('dms_account', 'password and hash', config_dir=c, address='x@example.com', password=var('both'),
              password_hash=var('given_hash')),
+        task('dms_config', 'a secret-named setting with a line break', config_dir=c, file='postfix-main.cf',
+             settings={'smtp_sasl_password': var('badcfg')}),
     ]
     tasks += [dict(item, ignore_errors=True) for item in rejected]
     return {'tasks': tasks, 'rejected': len(rejected), 'vars': variables,
@@ -202,14 +212,14 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
                needles + scenario['args'], pieces)
         seen += len(needles) + len(pieces) + len(scenario['args'])
         size = sum(len(text) for text in haystacks.values()) // 1024
-        note('secrets: %s run, %d tasks of all four modules at -vvvv --diff%s: no password, hash or key chunk '
+        note('secrets: %s run, %d tasks of all five modules at -vvvv --diff%s: no password, hash or key chunk '
              'in %d KiB of output and log' % ('ANSIBLE_DEBUG=1' if debug else 'plain', len(scenario['tasks']),
                                               ' with ANSIBLE_DEBUG=1 (task arguments only in ansible-core\'s own '
                                               'argument echo)' if debug else '', size))
 
     # The sampler really watched the module processes while they ran.
     modules = set(re.findall(r'AnsiballZ_(dms_[a-z]+)\.py', '\n'.join(sampler.seen)))
-    assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim'}, modules
+    assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config'}, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
          'rounds, including every module\'s process'
          % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))

@@ -112,7 +112,8 @@ def test_24_variable_filters_refused_on_15():
 
 
 @pytest.mark.parametrize('value,needle', [
-    (True, 'yes or no'), (None, 'no value'), (['a'], 'string or a number'), ('a\nssl = no', 'line break'),
+    (None, 'no value'), ([['a']], 'a boolean or a list'), ({'a': 1}, 'a boolean or a list'),
+    ('a\nssl = no', 'line break'), (['a', '$mail_plugins'], 'Dovecot 2.3 syntax'),
 ])
 def test_bad_values(value, needle):
     assert needle in one({'mail_max_userip_connections': value}, '16')
@@ -183,3 +184,7 @@ def test_explicit_line_wins_and_is_checked():
 def test_image_tag():
     assert image_tag('localhost:5000/a/b:1.2') == '1.2'
     assert image_tag('localhost:5000/a/b') == ''
+
+
+def test_booleans_are_fine_now_that_dms_config_writes_them_as_yes_or_no():
+    assert d.value_problems("auth_allow_cleartext", True, "16") == []
