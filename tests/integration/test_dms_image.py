@@ -369,7 +369,8 @@ def test_ready_line_comes_after_the_daemons_started(main):
 ])
 def test_fatal_error_stops_the_container_with_status_0(line, name, message):
     box = line.boxes[name]
-    assert box.wait_exit() == 0
+    status = box.wait_exit()
+    assert status == 0, 'exit status %s%s' % (status, box.diagnostics())
     logs = box.logs()
     assert message in logs and 'Shutting down' in logs
     assert 'is up and running' not in logs
