@@ -72,7 +72,7 @@ galaxy_check() {
   ansible-galaxy collection build --force --output-path "$out" "$ROOT" >"$out/build.log" 2>&1 \
     || { cat "$out/build.log" >&2; return 1; }
   tarball="$(ls "$out"/dms-mailserver-*.tar.gz)"
-  if tar -tzf "$tarball" | grep -E '^(tests|hack|molecule|bench|requirements|\.build|\.venv|\.git|demo-output)(/|$)' >&2
+  if tar -tzf "$tarball" | grep -E '^(tests|hack|extensions/molecule|molecule|bench|requirements|\.build|\.venv|\.git|demo-output)(/|$)' >&2
   then
     echo "the tarball holds the files above, which build_ignore in galaxy.yml should keep out" >&2
     return 1
@@ -139,7 +139,7 @@ for step in "${steps[@]}"; do
       # the image; set DMS_TEST_IMAGE_15 / DMS_TEST_IMAGE_16 to run them against DMS's own images where they can
       # be pulled.
       run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
-      for scenario in molecule/*/molecule.yml; do
+      for scenario in extensions/molecule/*/molecule.yml; do
         scenario="$(basename "$(dirname "$scenario")")"
         case "$scenario" in
           default)

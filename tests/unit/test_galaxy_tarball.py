@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The collection tarball (ansible-galaxy collection build) holds the collection and nothing of the workshop:
 build_ignore in galaxy.yml keeps out the tests and test images, the staging dir, the venv, the demo's output and
-the hack/, molecule/ and bench/ tooling, even when a checkout has them all. And galaxy.yml has what Galaxy shows."""
+the hack/, extensions/molecule/ and bench/ tooling, even when a checkout has them all. And galaxy.yml has what Galaxy shows."""
 from __future__ import annotations
 
 import os

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted(p.parent for p in ROOT.glob('molecule/*/molecule.yml'))
+SCENARIOS = sorted(p.parent for p in ROOT.glob('extensions/molecule/*/molecule.yml'))
 # The steps that run <step>.yml of the scenario (idempotence and check run converge.yml; verify runs testinfra).
 PLAYBOOK_STEPS = {'create': 'create', 'prepare': 'prepare', 'converge': 'converge', 'idempotence': 'converge',
                   'check': 'converge', 'side_effect': 'side_effect', 'cleanup': 'cleanup', 'destroy': 'destroy',

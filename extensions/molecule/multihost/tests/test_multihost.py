@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(SCENARIO.parents[1] / 'tests' / 'integration'))
+sys.path.insert(0, str(SCENARIO.parents[2] / 'tests' / 'integration'))
 import mailclient  # noqa: E402  (shared with the integration tests)
 GROUP = yaml.safe_load((SCENARIO / 'inventory/group_vars/mailservers.yml').read_text())
 HOSTS = dict((name, yaml.safe_load((SCENARIO / ('inventory/host_vars/%s.yml' % name)).read_text()))

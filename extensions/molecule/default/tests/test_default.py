@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 SCENARIO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(SCENARIO.parents[1] / 'tests' / 'integration'))
+sys.path.insert(0, str(SCENARIO.parents[2] / 'tests' / 'integration'))
 import mailclient  # noqa: E402  (shared with the integration tests)
 from mailclient import HOST, tls_context  # noqa: E402
 VARS = yaml.safe_load((SCENARIO / 'vars' / 'dms.yml').read_text())
