@@ -86,6 +86,30 @@ galaxy_check() {
   fi
   echo "$(basename "$tarball"): $(tar -tzf "$tarball" | wc -l) files; galaxy-importer: $(tail -n 1 "$out/importer.log")"
 }
+# A step that runs while the next ones do (its output goes to a log, printed when it is collected): for the
+# steps that mostly wait on containers of their own.
+bg_pids=(); bg_names=(); bg_logs=(); bg_starts=()
+start_background() {
+  local name="$1" log="$2"; shift 2
+  say "$name: started in the background (log: $log)"
+  "$@" >"$log" 2>&1 &
+  bg_pids+=("$!"); bg_names+=("$name"); bg_logs+=("$log"); bg_starts+=("$SECONDS")
+}
+collect_background() {
+  local i
+  for i in "${!bg_pids[@]}"; do
+    say "${bg_names[$i]}: waiting for it"
+    if wait "${bg_pids[$i]}"; then
+      cat "${bg_logs[$i]}"
+      say "${bg_names[$i]}: ok ($((SECONDS - bg_starts[i])) s, in the background)"
+    else
+      cat "${bg_logs[$i]}"
+      say "${bg_names[$i]}: FAILED ($((SECONDS - bg_starts[i])) s, in the background)"
+      failed+=("${bg_names[$i]}")
+    fi
+  done
+  bg_pids=(); bg_names=(); bg_logs=(); bg_starts=()
+}
 run_step() {
   local name="$1"; shift
   say "$name"
@@ -137,8 +161,17 @@ for step in "${steps[@]}"; do
       # scenario runs once per DMS release line, against its stand-in; multihost (the same role, twice, from one
       # inventory: nothing in it differs between the lines) runs once, on the default line. DMS_TEST_IMAGE names
       # the image; set DMS_TEST_IMAGE_15 / DMS_TEST_IMAGE_16 to run them against DMS's own images where they can
-      # be pulled.
+      # be pulled. The scenarios that do not deploy DMS (firewall: its own containers and networks) run in the
+      # background meanwhile; two runs of one scenario would collide, runs of different scenarios do not.
       run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
+      for scenario in extensions/molecule/*/molecule.yml; do
+        scenario="$(basename "$(dirname "$scenario")")"
+        case "$scenario" in
+          default|multihost) ;;
+          *) start_background "molecule scenario $scenario" "$BUILD/molecule-$scenario.log" \
+               molecule test -s "$scenario" ;;
+        esac
+      done
       for scenario in extensions/molecule/*/molecule.yml; do
         scenario="$(basename "$(dirname "$scenario")")"
         case "$scenario" in
@@ -151,9 +184,9 @@ for step in "${steps[@]}"; do
             run_step "molecule scenario $scenario on ${DMS_TEST_IMAGE_16:-dms-test:16}" \
               env DMS_TEST_IMAGE="${DMS_TEST_IMAGE_16:-dms-test:16}" molecule test -s "$scenario"
             ;;
-          *) run_step "molecule scenario $scenario" molecule test -s "$scenario" ;;
         esac
       done
+      collect_background
       ;;
     docs)
       # antsibull-docs lint-collection-docs and the docs site (hack/docs.sh), where any Sphinx warning fails.
