@@ -285,7 +285,7 @@ def test_user_patches_sh_is_0755_and_run_by_the_new_container(lab):
 def test_rspamd_override_is_applied_live_without_a_restart(lab):
     box = lab.box
     started, restarts = box.inspect('{{.State.StartedAt}}'), box.inspect('{{.RestartCount}}')
-    _wait(lambda: lab.rspamd_actions(), RSPAMD_TIMEOUT, 'the Rspamd controller does not answer', box)
+    _wait(lab.rspamd_actions, RSPAMD_TIMEOUT, 'the Rspamd controller does not answer', box)
     assert lab.rspamd_actions()['reject'] != 150
     assert 'reject = 150' not in box.exec('rspamadm', 'configdump', 'actions').stdout
     task = {'name': 'actions', 'dms.mailserver.dms_config': dict(
@@ -317,7 +317,7 @@ def test_rspamd_custom_commands_are_applied_live_without_a_restart(lab):
         pytest.skip('the stand-in images do not apply rspamd/custom-commands.conf (DMS does, live)')
     box = lab.box
     started, restarts = box.inspect('{{.State.StartedAt}}'), box.inspect('{{.RestartCount}}')
-    _wait(lambda: lab.rspamd_actions(), RSPAMD_TIMEOUT, 'the Rspamd controller does not answer', box)
+    _wait(lab.rspamd_actions, RSPAMD_TIMEOUT, 'the Rspamd controller does not answer', box)
     assert lab.rspamd_actions()['add header'] != 7
     task = {'name': 'custom commands', 'dms.mailserver.dms_config': dict(
         config_dir=str(lab.config), file='rspamd/custom-commands.conf',
