@@ -344,7 +344,7 @@ def _normalize_sections(sections, state, line):
         from ansible_collections.dms.mailserver.plugins.module_utils import _dovecot_settings as ds
         known = set(ds.SECTIONS[line]) | DOVECOT_SECTION_EXTRA[line]
         if line == '16':
-            known |= set(ds.SETTINGS[line])  # 2.4 writes list settings as blocks: mail_plugins { quota = yes }
+            known |= set(_dovecot.SETTINGS[line])  # 2.4 writes list settings as blocks: mail_plugins { quota = yes }
     for header, body in sections.items():
         field = 'sections.%s' % header
         if not isinstance(header, str):
