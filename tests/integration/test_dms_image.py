@@ -513,7 +513,8 @@ def test_change_detector_applies_a_new_account_and_honours_its_lock(line, main):
     assert "Lock file '/tmp/docker-mailserver/check-for-changes.sh.lock' exists" in main.logs()
     lock.unlink()
     _wait(lambda: in_userdb(carol[0]), CHANGE_TIMEOUT, 'carol was not added', main)
-    assert main.can_login(*carol)
+    # The login works once Dovecot has the new file: the detector reloads it after the rebuild.
+    _wait(lambda: main.can_login(*carol), CHANGE_TIMEOUT, 'carol cannot log in', main)
     # The detector releases its lock only after the reloads that follow the userdb rebuild.
     _wait(lambda: not lock.exists(), CHANGE_TIMEOUT, 'the detector kept its lock after applying the change', main)
 
@@ -525,7 +526,7 @@ def test_change_detector_applies_a_new_account_and_honours_its_lock(line, main):
     with (main.config / 'postfix-accounts.cf').open('a') as handle:
         handle.write('%s|%s\n' % (dave[0], _hash(dave[1])))
     _wait(lambda: in_userdb(dave[0]), CHANGE_TIMEOUT, 'dave was not added', main)
-    assert main.can_login(*dave)
+    _wait(lambda: main.can_login(*dave), CHANGE_TIMEOUT, 'dave cannot log in', main)
     assert 'removing stale lock file' in main.logs()
     assert main.inspect('{{.RestartCount}}') == '0'
 

@@ -62,7 +62,11 @@ _log() {
 
 # A fatal error, as DMS handles it: log it, then stop the whole container
 # through PID 1 (dumb-init -> supervisord), which exits with status 0.
+# Once: the start script's EXIT trap must not call it again for the exit
+# below, as a second SIGTERM can reach supervisord while Python is shutting
+# down (its handlers gone) and kill it (exit status 143).
 _die() {
+  trap - ERR EXIT
   _log error "$*"
   _log error "Shutting down"
   sleep 1
