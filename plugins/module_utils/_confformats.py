@@ -196,6 +196,14 @@ class _LineEditor:
                 seen.append(chunk.key)
         return seen
 
+    def get(self, key):
+        """The effective (last) value of ``key`` (its subclass's ``value_of``), or None."""
+        found = self.chunks_of(key)
+        return self.value_of(found[-1]) if found else None
+
+    def items(self):
+        return [(key, self.get(key)) for key in self.keys()]
+
     def _replace(self, key, lines, same):
         """Make ``key`` one chunk of ``lines``; an existing single chunk for which ``same`` holds is kept."""
         found = self.chunks_of(key)
@@ -276,14 +284,6 @@ class PostfixMain(_LineEditor):
                                    if line.strip() and not line.strip().startswith('#')]
         return ' '.join(p for p in parts if p)
 
-    def get(self, key):
-        """The effective (last) value of ``key``, or None."""
-        found = self.chunks_of(key)
-        return self.value_of(found[-1]) if found else None
-
-    def items(self):
-        return [(key, self.get(key)) for key in self.keys()]
-
     def set(self, key, value):
         return self._replace(key, ['%s = %s' % (key, value)], lambda c: self.value_of(c) == value)
 
@@ -308,13 +308,6 @@ class MasterOverrides(_LineEditor):
     @staticmethod
     def value_of(chunk):
         return chunk.lines[0].strip().split('=', 1)[1].strip()
-
-    def get(self, key):
-        found = self.chunks_of(key)
-        return self.value_of(found[-1]) if found else None
-
-    def items(self):
-        return [(key, self.get(key)) for key in self.keys()]
 
     def set(self, key, value):
         return self._replace(key, ['%s=%s' % (key, value)], lambda c: self.value_of(c) == value)
@@ -394,10 +387,6 @@ class DovecotConf(_LineEditor):
     @staticmethod
     def value_of(chunk):
         return _strip_comment(chunk.lines[0]).split('=', 1)[1].strip()
-
-    def get(self, key):
-        found = self.chunks_of(key)
-        return self.value_of(found[-1]) if found else None
 
     def set(self, key, value):
         return self._replace(key, ['%s = %s' % (key, value)], lambda c: self.value_of(c) == value)
