@@ -6,12 +6,19 @@
 # docs (antsibull-docs lint and the Sphinx site, hack/docs.sh), galaxy (the collection tarball: its contents and
 # galaxy-importer).
 # Usage: hack/test.sh [lint|sanity|unit|docs|galaxy|compat|integration|reliability|molecule ...]   (default: all)
+#        hack/test.sh pytest [pytest arguments ...]
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit docs galaxy compat integration reliability molecule)
+# hack/test.sh pytest ARGS...: pytest on the staged collection with these arguments (one file, -k …), for work on
+# a change; the test images are built first when an argument names the integration tests.
+pytest_args=()
+if [ "${steps[0]}" = pytest ]; then
+  pytest_args=("${steps[@]:1}"); steps=(pytest)
+fi
 
 ensure_venv "$ROOT/requirements/test.txt"
 ensure_debs git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
@@ -194,6 +201,12 @@ for step in "${steps[@]}"; do
       ;;
     galaxy)
       run_step "galaxy: the collection tarball and galaxy-importer" galaxy_check
+      ;;
+    pytest)
+      if [[ " ${pytest_args[*]} " == *tests/integration* ]]; then
+        run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
+      fi
+      run_step "pytest ${pytest_args[*]}" python -m pytest -p no:cacheprovider "${pytest_args[@]}"
       ;;
     *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule, docs, galaxy)";;
   esac
