@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(lint sanity unit docs galaxy compat integration reliability molecule)
 # hack/test.sh pytest ARGS...: pytest on the staged collection with these arguments (one file, -k …), for work on
-# a change; the test images are built first when an argument names the integration tests.
+# a change.
 pytest_args=()
 if [ "${steps[0]}" = pytest ]; then
   pytest_args=("${steps[@]:1}"); steps=(pytest)
@@ -161,37 +161,33 @@ for step in "${steps[@]}"; do
       ;;
     reliability)
       # docs/reliability.md says what each test proves. The full-disk test mounts a tmpfs (root only).
-      run_step "reliability tests" python -m pytest -q -p no:cacheprovider --durations=10 tests/reliability
+      # Two workers, each taking whole files (module fixtures build one world per file).
+      run_step "reliability tests" python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=10 \
+        tests/reliability
       ;;
     molecule)
       # Scenarios against a real container engine on this host (needs root: dockerd, debootstrap). The default
       # scenario runs once per DMS release line, against its stand-in; multihost (the same role, twice, from one
       # inventory: nothing in it differs between the lines) runs once, on the default line. DMS_TEST_IMAGE names
       # the image; set DMS_TEST_IMAGE_15 / DMS_TEST_IMAGE_16 to run them against DMS's own images where they can
-      # be pulled. The scenarios that do not deploy DMS (firewall: its own containers and networks) run in the
-      # background meanwhile; two runs of one scenario would collide, runs of different scenarios do not.
+      # be pulled. Every scenario but default runs in the background meanwhile (firewall: its own containers and
+      # networks; multihost: its own container names, base directories and ports); two runs of one scenario
+      # would collide, runs of different scenarios do not.
       run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
       for scenario in extensions/molecule/*/molecule.yml; do
         scenario="$(basename "$(dirname "$scenario")")"
         case "$scenario" in
-          default|multihost) ;;
+          default) ;;
+          multihost)
+            start_background "molecule scenario $scenario on ${DMS_TEST_IMAGE_16:-dms-test:16}" \
+              "$BUILD/molecule-$scenario.log" \
+              env DMS_TEST_IMAGE="${DMS_TEST_IMAGE_16:-dms-test:16}" molecule test -s "$scenario" ;;
           *) start_background "molecule scenario $scenario" "$BUILD/molecule-$scenario.log" \
                molecule test -s "$scenario" ;;
         esac
       done
-      for scenario in extensions/molecule/*/molecule.yml; do
-        scenario="$(basename "$(dirname "$scenario")")"
-        case "$scenario" in
-          default)
-            for image in "${DMS_TEST_IMAGE_15:-dms-test:15.1}" "${DMS_TEST_IMAGE_16:-dms-test:16}"; do
-              run_step "molecule scenario $scenario on $image" env DMS_TEST_IMAGE="$image" molecule test -s "$scenario"
-            done
-            ;;
-          multihost)
-            run_step "molecule scenario $scenario on ${DMS_TEST_IMAGE_16:-dms-test:16}" \
-              env DMS_TEST_IMAGE="${DMS_TEST_IMAGE_16:-dms-test:16}" molecule test -s "$scenario"
-            ;;
-        esac
+      for image in "${DMS_TEST_IMAGE_15:-dms-test:15.1}" "${DMS_TEST_IMAGE_16:-dms-test:16}"; do
+        run_step "molecule scenario default on $image" env DMS_TEST_IMAGE="$image" molecule test -s default
       done
       collect_background
       ;;
@@ -203,9 +199,8 @@ for step in "${steps[@]}"; do
       run_step "galaxy: the collection tarball and galaxy-importer" galaxy_check
       ;;
     pytest)
-      if [[ " ${pytest_args[*]} " == *tests/integration* ]]; then
-        run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
-      fi
+      # No image is built here: the tests use dms-test:15.1 and dms-test:16 as they are (hack/build-test-images.sh
+      # makes them), or the images named by DMS_TEST_IMAGE_15 / DMS_TEST_IMAGE_16.
       run_step "pytest ${pytest_args[*]}" python -m pytest -p no:cacheprovider "${pytest_args[@]}"
       ;;
     *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule, docs, galaxy)";;
