@@ -131,15 +131,18 @@ class Lab:
 
     def play(self, name, *calls, check=False, diff=False, env=None):
         """One ansible-playbook run of dms_fail2ban tasks (dicts of its arguments; ``_ignore_errors`` lets a
-        refusal be followed by the next task). Returns the task results."""
+        refusal be followed by the next task, ``_check`` runs one task in check mode). Returns the task results."""
         tasks = []
         for number, call in enumerate(calls):
             args = dict(call)
             ignore = args.pop('_ignore_errors', False)
+            task_check = args.pop('_check', False)
             args.setdefault('container', self.name)
             task = {'name': '%s-%d' % (name, number), 'dms.mailserver.dms_fail2ban': args}
             if ignore:
                 task['ignore_errors'] = True
+            if task_check:
+                task['check_mode'] = True
             tasks.append(task)
         play = run_play(self.base, tasks, check=check, diff=diff, env=env, name=name)
         assert len(play.tasks) == len(tasks), play.stdout + play.stderr
@@ -229,12 +232,13 @@ def test_ban_blocks_every_port_and_unban_lets_the_address_in_again(lab):
     abuser = lab.ips['abuser']
     assert lab.connects('abuser', 25) is True and lab.connects('abuser', 143) is True
 
-    predicted = lab.module(name='ban-check', check=True, ip=abuser)
+    # Check mode first: had it banned anything, the real ban after it would not be a change.
+    predicted, done, again = lab.play('ban', {'ip': abuser, '_check': True}, {'ip': abuser}, {'ip': abuser},
+                                      diff=True)
     assert predicted['changed'] and predicted['actions'] == [{'action': 'ban', 'jail': 'custom', 'ip': abuser}]
-    assert abuser not in lab.banned()['custom'] and lab.connects('abuser', 25) is True
-
-    done, again = lab.play('ban', {'ip': abuser}, {'ip': abuser}, diff=True)
+    assert predicted['banned']['custom'] == [abuser]
     assert done['changed'] and done['banned']['custom'] == [abuser] and done['totals']['custom'] == 1
+    assert done['actions'] == predicted['actions']
     assert abuser in done['diff']['after'] and abuser not in done['diff']['before']
     assert not again['changed'] and again['actions'] == []
     assert lab.banned() == {'custom': [abuser], 'dovecot': [], 'postfix': []}
@@ -242,12 +246,10 @@ def test_ban_blocks_every_port_and_unban_lets_the_address_in_again(lab):
         assert lab.connects('abuser', port) is not True, port
         assert lab.connects('office', port) is True, port
 
-    unban_check = lab.module(name='unban-check', check=True, ip=abuser, state='unbanned')
+    unban_args = {'ip': abuser, 'state': 'unbanned'}
+    unban_check, unban, unban_again = lab.play('unban', dict(unban_args, _check=True), unban_args, unban_args)
     assert unban_check['changed'] and unban_check['actions'] == [{'action': 'unban', 'jail': 'custom', 'ip': abuser}]
-    assert lab.banned()['custom'] == [abuser]
-
-    unban, unban_again = lab.play('unban', {'ip': abuser, 'state': 'unbanned'}, {'ip': abuser, 'state': 'unbanned'})
-    assert unban['changed'] and unban['banned']['custom'] == []
+    assert unban['changed'] and unban['actions'] == unban_check['actions'] and unban['banned']['custom'] == []
     assert not unban_again['changed'] and unban_again['actions'] == []
     assert lab.banned()['custom'] == []
     assert lab.connects('abuser', 25) is True and lab.connects('abuser', 143) is True
@@ -270,23 +272,27 @@ def test_unban_takes_the_address_out_of_every_jail(lab):
 
 def test_bulk_ban_query_and_warnings(lab):
     abuser = lab.ips['abuser']
+    bulk = [NET_V4, ADDR_V6, abuser]
     env = {'SSH_CONNECTION': '%s 50022 %s 22' % (abuser, lab.ips['server'])}
     try:
-        result, query, inner = lab.play(
-            'bulk', {'ips': [NET_V4, ADDR_V6, abuser], 'protect': ['%s/32' % abuser]}, {'state': 'query'},
+        result, query, inner, cleanup = lab.play(
+            'bulk', {'ips': bulk, 'protect': ['%s/32' % abuser]}, {'state': 'query'},
             # An address inside a banned network is not unbanned by its own: the module says what still blocks it.
-            {'ip': '198.51.100.9', 'state': 'unbanned'}, env=env)
-        assert result['changed'] and [a['ip'] for a in result['actions']] == [NET_V4, ADDR_V6, abuser]
+            {'ip': '198.51.100.9', 'state': 'unbanned'},
+            {'ips': bulk, 'state': 'unbanned'}, env=env)
+        assert result['changed'] and [a['ip'] for a in result['actions']] == bulk
         warnings = '\n'.join(result.get('warnings', []))
         assert 'protected address' in warnings and 'SSH_CONNECTION' in warnings
         assert not query['changed']
         assert query['jails'] == JAILS and query['total'] == 3
-        assert sorted(query['banned']['custom']) == sorted([NET_V4, ADDR_V6, abuser])
+        assert sorted(query['banned']['custom']) == sorted(bulk)
         assert query['totals'] == {'custom': 3, 'dovecot': 0, 'postfix': 0}
         assert not inner['changed'] and NET_V4 in '\n'.join(inner.get('warnings', []))
+        assert cleanup['changed'] and cleanup['total'] == 0
+        assert lab.banned()['custom'] == []
     finally:
-        lab.module(name='cleanup', ips=[NET_V4, ADDR_V6, abuser], state='unbanned')
-    assert lab.banned()['custom'] == []
+        for address in bulk:
+            lab.f2b('set', 'custom', 'unbanip', address, check=False)
 
 
 BAD = [
