@@ -97,13 +97,9 @@ attributes:
     description: The systems the module can manage.
     support: full
     platforms: posix
-  action_group:
-    description: The action group through which C(module_defaults) reach this module.
-    support: none
-    details:
-      - Not in C(dms.mailserver.dms); that group's defaults (such as C(config_dir)) are options this module does
-        not have.
 notes:
+  - The module is not in the action group C(dms.mailserver.dms), because that group's defaults (such as
+    C(config_dir)) are options it does not have.
   - Requirements on the managed host (where the container runs) are the engine's CLI (C(docker) or C(podman)) and
     permission to use it. No Python library is needed. The container needs DMS's C(ENABLE_FAIL2BAN=1) and, for
     bans to block anything, the C(NET_ADMIN) capability; without it DMS's Fail2ban still lists the ban but

@@ -84,7 +84,7 @@ class Lab:
         proc = _run(*args, self.image, check=False)
         assert proc.returncode == 0, proc.stderr
         self.box = Box(self.name, self.config)
-        _wait(lambda: self._ready(), START_TIMEOUT, '%s not ready' % self.name, self.box)
+        _wait(self._ready, START_TIMEOUT, '%s not ready' % self.name, self.box)
         self.ips['server'] = self.address(self.name)
         _wait(lambda: self.f2b('ping', check=False).returncode == 0, START_TIMEOUT, 'Fail2ban does not answer',
               self.box)
