@@ -94,7 +94,7 @@ options:
     description:
       - V(present) writes the script.
       - V(absent) for a user's script replaces it with a neutral one (a comment and C(keep;), which files every
-        message into the INBOX as no script would), because DMS never deletes the copy in the account's home:
+        message into the INBOX as no script would), because DMS never deletes the copy in the account's home, and
         deleting C(<login>.dovecot.sieve) would leave the old filter running. A user without a script file is
         left alone.
       - V(absent) for a global script deletes the file and returns RV(restart_required) when it existed.

@@ -254,3 +254,10 @@ def test_standin_copies_a_user_script_only_when_the_accounts_change(lab):
     time.sleep(POLL * 4 + 2)
     assert lab.home_script(DAVE[0]) == hand
     assert lab.home_script(CAROL[0]) is None
+
+    # A global script is read only when a container is created: a change says so and is not applied live.
+    changed = lab.play([{'scope': 'before', 'script': 'keep;\n'}]).result
+    assert changed['restart_required'] and not changed['applies_live']
+    time.sleep(POLL * 4 + 2)
+    proc = lab.box.exec('cat', '/usr/lib/dovecot/sieve-global/before/50-before.dovecot.sieve')
+    assert proc.stdout == GLOBAL_BEFORE
