@@ -48,6 +48,7 @@ NEUTRAL = ('# dms.mailserver.dms_sieve: no filter for this account (state=absent
            '# DMS keeps the last script it copied into the home; this one replaces it.\n'
            'keep;\n')
 
+
 def snapshot(config):
     """The config dir's files, without the change detector's lock (there while DMS handles a change)."""
     return dict((k, v) for k, v in _snapshot(config).items() if k != 'check-for-changes.sh.lock')
