@@ -72,6 +72,12 @@ def _fail(field, problem):
     raise v.ValidationError('%s: %s' % (field, problem))
 
 
+def _show(value):
+    """A value quoted for a message, cut at 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
 # -- Sieve text ------------------------------------------------------------------
 
 
@@ -146,7 +152,7 @@ class Compiler:
     def _run(self, workdir, conf_template, text):
         conf = os.path.join(workdir, 'sieve.conf')
         script = os.path.join(workdir, 'script.sieve')
-        with open(conf, 'w') as handle:
+        with open(conf, 'w', encoding='utf-8') as handle:
             handle.write(conf_template % {'dir': workdir})
         with open(script, 'wb') as handle:
             handle.write(text.encode('utf-8', 'surrogateescape'))
@@ -195,8 +201,8 @@ def _text(value, field, allow_newlines, max_len):
         if ch in '\r\n':
             if not allow_newlines:
                 _fail(field, '%s contains a line break, which would end the header of the reply (header '
-                             'injection)' % v._show(value))
-        elif ord(ch) < 0x20 and ch != '\t' or ord(ch) == 0x7f:
+                             'injection)' % _show(value))
+        elif (ord(ch) < 0x20 and ch != '\t') or ord(ch) == 0x7f:
             _fail(field, 'contains a control character (0x%02x)' % ord(ch))
     return value
 
@@ -237,7 +243,7 @@ def _vacation(raw, field):
     if isinstance(days, bool) or not isinstance(days, int) or not MIN_DAYS <= days <= MAX_DAYS:
         _fail(field('vacation.days'), '%s is not a whole number of days from %d to %d (Dovecot clamps other '
                                       'values to its sieve_vacation_min_period/max_period)'
-              % (v._show(days), MIN_DAYS, MAX_DAYS))
+              % (_show(days), MIN_DAYS, MAX_DAYS))
     out['days'] = days
     if raw.get('addresses') is not None:
         out['addresses'] = _address_list(raw['addresses'], field('vacation.addresses'),
@@ -276,7 +282,7 @@ def _script(value, field):
 def normalize(params):
     """Validate the options; return (entries, warnings). Raises ValidationError."""
     if params.get('validate') not in VALIDATE:
-        _fail('validate', '%s must be one of %s' % (v._show(params.get('validate')), ', '.join(VALIDATE)))
+        _fail('validate', '%s must be one of %s' % (_show(params.get('validate')), ', '.join(VALIDATE)))
     if params.get('scripts') is not None:
         list_option = 'scripts'
         raw_entries = []
@@ -313,7 +319,7 @@ def _normalize_entry(raw, field):
     entry = dict(state=state, field=field, text=None)
     if scope is not None:
         if scope not in SCOPES:
-            _fail(field('scope'), '%s must be before or after' % v._show(scope))
+            _fail(field('scope'), '%s must be before or after' % _show(scope))
         entry.update(kind='global', name=scope, key_field='scope', relpath=scope + SUFFIX)
     else:
         addr = v.address(address, field('address'))
