@@ -119,7 +119,7 @@ class Lab:
         for attempt in range(5):
             try:
                 return self._count(user, folder, text, field)
-            except (imaplib.IMAP4.abort, OSError):
+            except (imaplib.IMAP4.error, OSError):  # also "* BYE Shutting down" while Dovecot reloads
                 if attempt == 4:
                     raise
                 time.sleep(1)
