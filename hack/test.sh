@@ -22,7 +22,7 @@ fi
 
 ensure_venv "$ROOT/requirements/test.txt"
 ensure_debs git postfix postfix-pcre dovecot-core opendkim opendkim-tools openssl podman runc time \
-  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography shellcheck
+  python3-venv python3-passlib python3-bcrypt python3-argon2 python3-cryptography shellcheck dovecot-sieve
 stage
 cd "$STAGE"
 

@@ -446,8 +446,11 @@ class ConfigDir:
         if self.check_mode:
             return sorted(set(changed) | set(mode_fixes) | set(owner_fixes)), backups
         prepared = []
+        # Files DMS's change detector watches are renamed last: when it sees one change, the other files of the
+        # run (a user's Sieve script that the account rebuild copies, for example) are already in place.
+        watched = set(spec.relpath for spec in FILES.values() if spec.hot_reload)
         try:
-            for relpath in changed:
+            for relpath in sorted(changed, key=lambda rp: (rp in watched, rp)):
                 staged = self._staged[relpath]
                 real = self._resolve(relpath)
                 tmp = None

@@ -295,6 +295,33 @@ def test_survey_answers_that_conflict_with_the_inventory_are_refused(group, surv
 # -- accounts: inventory mode, drift and secrets -----------------------------------------------------------------
 
 
+def test_survey_out_of_office_switch_on_then_off_for_one_user(group):
+    """dms_vacation=on writes the user's vacation script (and the accounts comment that makes DMS copy it); off
+    replaces it with the neutral script; nothing else changes, and a rerun changes nothing."""
+    before = state(group)
+    survey = {'dms_vacation_address': 'bob@example.com', 'dms_vacation': 'on', 'dms_vacation_subject': 'Away',
+              'dms_vacation_body': 'Back on Monday.', 'dms_vacation_days': '3'}
+    run = run_playbook(group, 'accounts', survey)
+    assert run.rc == 0, run.stdout[-3000:]
+    script = 'docker-data/dms/config/bob@example.com.dovecot.sieve'
+    for host in HOSTS:
+        after = files(group.root / host)
+        changed = sorted(n for n in set(after) | set(before[host]) if after.get(n) != before[host].get(n))
+        assert changed == ['docker-data/dms/config/bob@example.com.dovecot.sieve',
+                           'docker-data/dms/config/postfix-accounts.cf']
+        assert b'vacation :days 3 :subject "Away" "Back on Monday.";' in after[script]
+        new = added_lines(before[host]['docker-data/dms/config/postfix-accounts.cf'],
+                          after['docker-data/dms/config/postfix-accounts.cf'])
+        assert len(new) == 1 and new[0].startswith('# dms_sieve ')
+    again = run_playbook(group, 'accounts', survey)
+    assert [again.changed(h) for h in HOSTS] == [0, 0]
+    off = run_playbook(group, 'accounts', {'dms_vacation_address': 'bob@example.com', 'dms_vacation': 'off'})
+    assert off.rc == 0, off.stdout[-3000:]
+    for host in HOSTS:
+        text = files(group.root / host)[script].decode()
+        assert 'vacation' not in text and text.endswith('keep;\n')
+
+
 def test_check_diff_reports_drift_made_by_hand_and_changes_nothing(group):
     cfg = group.config('mx2')
     quotas = cfg / 'dovecot-quotas.cf'

@@ -52,6 +52,7 @@ def _seed(key_pem):
         'user-patches.sh': '#!/bin/bash\necho patched\n',
         'rspamd/custom-commands.conf': 'disable-module chartable\n',
         'rspamd/override.d/actions.conf': 'reject = 15;\n',
+        'alice@example.com.dovecot.sieve': 'require "fileinto";\nfileinto "Seed";\n',
     }
 
 
@@ -78,6 +79,11 @@ def dkim(**args):
 
 def config(**args):
     return ('dms_config', args)
+
+
+def sieve(**args):
+    # validate=always: the sievec cases must compile on the host (hack/test.sh installs dovecot-sieve).
+    return ('dms_sieve', dict(dict(validate='always'), **args))
 
 
 RECEIVE_ONLY = 'permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination'
@@ -311,6 +317,40 @@ INPUT_CASES = [
     ('config-mode-bad', config(file='amavis.cf', content='1;\n', mode='u=rw'), fail('mode', 'octal')),
     ('config-exclusive-content', config(file='amavis.cf', content='1;\n', exclusive=True),
      fail('exclusive', 'no meaning')),
+    # dms_sieve: header injection in the reply, quote injection in generated Sieve, traversal in the file name,
+    # scripts sievec refuses (nothing written, sievec's message)
+    ('sieve-subject-newline', sieve(address='alice@example.com',
+                                    vacation={'subject': 'Away\nBcc: all@example.com', 'body': 'b'}),
+     fail(r'vacation\.subject', 'line break')),
+    ('sieve-subject-cr', sieve(address='alice@example.com', vacation={'subject': 'Away\rX: y', 'body': 'b'}),
+     fail(r'vacation\.subject', 'line break')),
+    ('sieve-body-nul', sieve(address='alice@example.com', vacation={'body': 'b\x00'}),
+     fail(r'vacation\.body', 'control character')),
+    ('sieve-days-zero', sieve(address='alice@example.com', vacation={'body': 'b', 'days': 0}),
+     fail(r'vacation\.days', 'from 1 to 60')),
+    ('sieve-traversal-address', sieve(address='../../etc/cron.d/x@example.com', script='keep;'),
+     fail('address', 'contains')),
+    ('sieve-traversal-domain', sieve(address='x@../../etc', script='keep;'), fail('address', 'label')),
+    ('sieve-address-newline', sieve(address='x@example.com\nbefore', script='keep;'), fail('address', 'line break')),
+    ('sieve-forward-quote-injection', sieve(address='alice@example.com',
+                                            forward={'addresses': ['x"; discard; "@example.com']}),
+     fail(r'forward\.addresses\[0\]', 'contains')),
+    ('sieve-forward-loop', sieve(address='alice@example.com', forward={'addresses': ['Alice@Example.com']}),
+     fail(r'forward\.addresses', 'loop')),
+    ('sieve-vacation-addresses-traversal', sieve(address='alice@example.com',
+                                                 vacation={'body': 'b', 'addresses': ['../x@example.com']}),
+     fail(r'vacation\.addresses\[0\]', 'contains')),
+    ('sieve-days-too-long', sieve(address='alice@example.com', vacation={'body': 'b', 'days': 61}),
+     fail(r'vacation\.days', 'from 1 to 60')),
+    ('sieve-syntax-error', sieve(address='alice@example.com', script='require "fileinto";\nfileinto "x"\n'),
+     fail('script', r'does not compile \(sievec\).*line 3')),
+    ('sieve-unknown-extension', sieve(address='alice@example.com', script='require "editheader";\naddheader "X" "y";\n'),
+     fail('script', 'does not compile.*editheader')),
+    ('sieve-unknown-command', sieve(scope='before', script='discardd;\n'), fail('script', 'does not compile.*discardd')),
+    ('sieve-script-nul', sieve(address='alice@example.com', script='keep;\x00'), fail('script', 'NUL')),
+    ('sieve-duplicate', sieve(scripts=[{'address': 'alice@example.com', 'script': 'keep;'},
+                                       {'address': 'ALICE@example.com', 'state': 'absent'}]),
+     fail(r'scripts\[1\]\.address', 'listed twice')),
 ]
 
 # Documented normalisations (docs/reliability.md): accepted, with exactly this result.

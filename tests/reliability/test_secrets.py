@@ -59,7 +59,7 @@ _CORE_ARGS_ECHO = re.compile(r'^.*done with _execute_module \(dms\.mailserver\.d
 
 
 def _scenario(cfg):
-    """Tasks of all five modules, and the secrets they are given or find on disk.
+    """Tasks of all six modules, and the secrets they are given or find on disk.
 
     The tasks take their secrets from variables (a vars file passed with ``-e @file``), as playbooks do with
     Ansible Vault: ansible-core 2.19 shows the playbook lines around a failed task, so a literal written into
@@ -103,6 +103,9 @@ def _scenario(cfg):
         ]),
         dict(task('dms_account', 'account in check mode', config_dir=c, address='check@example.com',
                   password=var('check')), check_mode=True),
+        # dms_sieve rewrites a comment of postfix-accounts.cf (the file of the hashes) and shows it in its diff.
+        task('dms_sieve', 'a user script (rewrites the accounts file)', config_dir=c, address='changed@example.com',
+             vacation={'subject': 'Away', 'body': 'Back soon.'}),
         task('dms_alias', 'a catch-all (reads the accounts file)', config_dir=c, alias='@example.com',
              recipients=['new@example.com']),
         task('dms_relay', 'relays', config_dir=c, relays=[
@@ -212,14 +215,14 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
                needles + scenario['args'], pieces)
         seen += len(needles) + len(pieces) + len(scenario['args'])
         size = sum(len(text) for text in haystacks.values()) // 1024
-        note('secrets: %s run, %d tasks of all five modules at -vvvv --diff%s: no password, hash or key chunk '
+        note('secrets: %s run, %d tasks of all six modules at -vvvv --diff%s: no password, hash or key chunk '
              'in %d KiB of output and log' % ('ANSIBLE_DEBUG=1' if debug else 'plain', len(scenario['tasks']),
                                               ' with ANSIBLE_DEBUG=1 (task arguments only in ansible-core\'s own '
                                               'argument echo)' if debug else '', size))
 
     # The sampler really watched the module processes while they ran.
     modules = set(re.findall(r'AnsiballZ_(dms_[a-z]+)\.py', '\n'.join(sampler.seen)))
-    assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config'}, modules
+    assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config', 'dms_sieve'}, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
          'rounds, including every module\'s process'
          % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))

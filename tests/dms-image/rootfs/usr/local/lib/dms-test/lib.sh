@@ -213,6 +213,36 @@ _build_accounts() {
   _log debug "Built /etc/dovecot/userdb and /etc/postfix/vmailbox"
 }
 
+# Per-user Sieve scripts, as DMS's _create_accounts: the volume's
+# <login>.dovecot.sieve of each account is copied over the account's
+# home/.dovecot.sieve (through a ManageSieve symlink, as cp does). A script
+# removed from the volume leaves the copy in the home as it is. Run at the first
+# start and by the change detector only when it rebuilds the accounts (see
+# _accounts_rebuild_needed), never because the script itself changed.
+_copy_user_sieve_scripts() {
+  local login user domain
+  while IFS='|' read -r login _; do
+    [[ "${login}" == *@* ]] || continue
+    user="${login%%@*}"
+    domain="${login#*@}"
+    if [[ -e "${DMS_CONFIG}/${login}.dovecot.sieve" ]]; then
+      cp "${DMS_CONFIG}/${login}.dovecot.sieve" "/var/mail/${domain}/${user}/home/.dovecot.sieve"
+    fi
+  done < <(_valid_lines "${DMS_CONFIG}/postfix-accounts.cf")
+  # As DMS's _chown_var_mail_if_necessary, which looks only 3 levels deep: a
+  # new copy stays root's, with the mode of the volume's file (cp), so Dovecot
+  # (uid 5000) can read it only when that file is readable by others.
+  if [[ -n "$(find /var/mail -maxdepth 3 \( \! -user "${DMS_VMAIL_UID}" -o \! -group "${DMS_VMAIL_GID}" \) -print -quit)" ]]; then
+    chown -R "${DMS_VMAIL_UID}:${DMS_VMAIL_GID}" /var/mail
+  fi
+}
+
+# DMS's change detector rebuilds the accounts (and copies the Sieve scripts)
+# only when one of these files changed; CHANGED is its list of changed paths.
+_accounts_rebuild_needed() {
+  grep -qE "^${DMS_CONFIG}/(postfix-accounts|postfix-virtual|postfix-aliases|dovecot-quotas|dovecot-masters)[.]cf$" <<<"$1"
+}
+
 # virtual_mailbox_domains: the domains of all accounts and of all alias keys
 # that have one (user@domain and @domain catch-alls).
 _build_vhost() {
