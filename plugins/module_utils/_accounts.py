@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
 from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
-    is_self_alias, reconcile_self_aliases, remove_recipients_everywhere,
+    is_self_alias, reconcile_self_aliases, remove_recipients_everywhere, split_recipients,
 )
 from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import (
@@ -349,3 +349,48 @@ def plan(cfg, params, entries):
     restart = any(access[d].changed for d, dummy in RESTRICT_FILES)
     return dict(created=created, updated=updated, removed=removed, restart_required=restart,
                 _warnings=warnings)
+
+
+# -- reading (dms_info) -----------------------------------------------------------------
+
+
+def restrictions_of(access, address):
+    """The restrictions (``send``, ``receive``) the access tables hold for ``address``, sorted."""
+    return sorted(direction for direction, dummy in RESTRICT_FILES
+                  if any(item.value.strip().upper() == 'REJECT' for item in access[direction].get_all(address)))
+
+
+def read_accounts(cfg):
+    """The accounts of ``postfix-accounts.cf`` in file order, one dict each, without their hashes.
+
+    ``quota`` is the account's own line of ``dovecot-quotas.cf`` (what ``dms_account`` writes);
+    ``quota_applied`` is the line DMS applies (its lookup is a substring match, so a longer address's line
+    standing before it wins) and is only there when it differs.  ``aliases`` are the keys of the
+    ``postfix-virtual.cf`` lines that list the account as a recipient (what ``setup email list`` shows).
+    """
+    accounts = cfg.table('accounts')
+    quotas = cfg.table('quotas')
+    access = dict((direction, cfg.table(name)) for direction, name in RESTRICT_FILES)
+    aliases_of = {}
+    for entry in cfg.table('virtual').entries():
+        for recipient in split_recipients(entry.value):
+            keys = aliases_of.setdefault(recipient.lower(), [])
+            if entry.key not in keys:
+                keys.append(entry.key)
+    quota_index = _SuffixIndex(quotas.keys()) if quotas.keys() else None
+    out = []
+    for norm in accounts.keys():
+        entry = accounts.get(norm)
+        fields = entry.value.split('|')
+        scheme = split_stored(fields[0].strip())[0]
+        own = quotas.get(norm)
+        item = dict(address=entry.key, scheme=scheme, quota=own.value if own is not None else None,
+                    restrict=restrictions_of(access, norm),
+                    extra_fields=any(field.strip() for field in fields[1:]),
+                    aliases=aliases_of.get(norm, []))
+        if quota_index is not None and '@' in norm:
+            other = quota_index.first_before(norm)
+            if other is not None:
+                item['quota_applied'] = quotas.get(other).value
+        out.append(item)
+    return out
