@@ -225,6 +225,8 @@ def drift_relays(cfg, items, options):
 # -- dkim ------------------------------------------------------------------------------------------
 
 DKIM_FIELDS = ('domain', 'domains', 'selector', 'backend', 'key_type', 'key_size')
+# Options of dms_dkim (and keys of the role's dms_dkim items) that say how to act, not what the state is.
+DKIM_IGNORED = ('regenerate', 'key_owner', 'key_group', 'in_use')
 
 
 def gather_dkim(cfg):
@@ -240,7 +242,7 @@ def drift_dkim(cfg, items, options):
         if not isinstance(item, dict):
             raise v.ValidationError('compare_to.dkim[%d]: must be a mapping like the options of dms_dkim' % index)
         for name in item:
-            if name not in DKIM_FIELDS + ('state',):
+            if name not in DKIM_FIELDS + DKIM_IGNORED + ('state',):
                 raise v.ValidationError('compare_to.dkim[%d].%s: is not an option dms_info compares (%s)'
                                         % (index, name, ', '.join(DKIM_FIELDS + ('state',))))
         params = dict(domain=item.get('domain'), domains=item.get('domains'), selector=item.get('selector') or 'mail',
@@ -276,6 +278,7 @@ def drift_dkim(cfg, items, options):
 
 CONFIG_FIELDS = ('file', 'settings', 'services', 'sections', 'content', 'state', 'exclusive', 'force',
                  'release_line')
+CONFIG_IGNORED = ('mode', 'no_log_content', 'backup', 'lock_timeout')
 
 
 def gather_config(cfg):
@@ -289,11 +292,11 @@ def drift_config(cfg, items, options):
             raise v.ValidationError('compare_to.config[%d]: must be a mapping like the options of dms_config'
                                     % index)
         for name in item:
-            if name not in CONFIG_FIELDS:
+            if name not in CONFIG_FIELDS + CONFIG_IGNORED:
                 raise v.ValidationError('compare_to.config[%d].%s: is not an option dms_info compares (%s)'
                                         % (index, name, ', '.join(CONFIG_FIELDS)))
         try:
-            request, dummy = _config.normalize(dict(item))
+            request, dummy = _config.normalize(dict((k, val) for k, val in item.items() if k not in CONFIG_IGNORED))
         except v.ValidationError as exc:
             raise v.ValidationError('compare_to.config[%d].%s' % (index, exc))
         relpath, kind = request['relpath'], request['kind']
