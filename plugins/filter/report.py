@@ -20,7 +20,13 @@ def _size(kib):
         if value < 1024 or unit == 'T':
             if unit == '':
                 return '%d' % value
-            return ('%.1f%s' % (value, unit)) if value < 10 else ('%d%s' % (-(-value // 1), unit))
+            # numfmt rounds away from zero, to one decimal below 10.
+            if value < 10:
+                tenths = -(-value * 10 // 1)
+                if tenths < 100:
+                    return '%.1f%s' % (tenths / 10, unit)
+                value = 10
+            return '%d%s' % (-(-value // 1), unit)
         value /= 1024
     return '~'
 
