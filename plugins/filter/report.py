@@ -104,8 +104,10 @@ def dms_report_markdown(summaries):
                       '|---|---|---|---:|---|---|']
             for a in info['accounts']:
                 usage = a.get('usage') or {}
-                used = '%s / %s [%s%%]' % (_size(usage.get('used_kib')), _size(usage.get('limit_kib')),
-                                          usage.get('percent')) if usage else '-'
+                used = '-'
+                if usage:
+                    used = '%s / %s [%s%%]' % (_size(usage.get('used_kib')), _size(usage.get('limit_kib')),
+                                               usage.get('percent'))
                 lines.append('| %s | %s | %s | %s | %s | %s |' % (
                     _cell(a['address']), _cell(a.get('quota') or '-'), used,
                     usage.get('messages', '-') if usage else '-', ', '.join(a.get('restrict') or []) or '-',
@@ -114,14 +116,14 @@ def dms_report_markdown(summaries):
             lines += ['', '### Aliases', '', '| type | alias | recipients | note |', '|---|---|---|---|']
             for a in info['aliases']:
                 note = 'catch-all' if a.get('catch_all') else ('self-alias' if a.get('self_alias') else '')
-                lines.append('| %s | `%s` | %s | %s |' % (a['type'], _cell(a['alias']),
-                                                         _cell(', '.join(a['recipients'])), note))
+                lines.append('| %s | `%s` | %s | %s |'
+                             % (a['type'], _cell(a['alias']), _cell(', '.join(a['recipients'])), note))
         if info.get('relays'):
             lines += ['', '### Relays', '', '| key | relay host | credentials | opted out |', '|---|---|---|---|']
             for r in info['relays']:
                 host = '%s:%s' % (r['host'], r['port'] or 25) if r['host'] else '-'
-                lines.append('| `%s` | %s | %s | %s |' % (_cell(r['key']), _cell(host), _yes(r['credentials']),
-                                                         _yes(r['exclude'])))
+                lines.append('| `%s` | %s | %s | %s |'
+                             % (_cell(r['key']), _cell(host), _yes(r['credentials']), _yes(r['exclude'])))
         if info.get('dkim'):
             lines += ['', '### DKIM keys', '', '| record | backend | key |', '|---|---|---|']
             for d in info['dkim']:

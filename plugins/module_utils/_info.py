@@ -263,10 +263,10 @@ def drift_dkim(cfg, items, options):
             wanted.add(ident)
             if record is None or record['value'] is None:
                 out['missing'].append(name)
-            elif record['key_type'] != opts['key_type'] or (opts['key_type'] == 'rsa'
-                                                             and record['key_size'] != opts['key_size']):
-                out['different'].append(dict(name, fields=['key_type' if record['key_type'] != opts['key_type']
-                                                            else 'key_size']))
+            elif record['key_type'] != opts['key_type']:
+                out['different'].append(dict(name, fields=['key_type']))
+            elif opts['key_type'] == 'rsa' and record['key_size'] != opts['key_size']:
+                out['different'].append(dict(name, fields=['key_size']))
     for ident, record in have.items():
         name = dict(domain=record['domain'], selector=record['selector'], backend=record['backend'])
         if ident not in wanted and name not in out['extra']:
@@ -513,4 +513,3 @@ def live(cfg, exec_argv, accounts):
             usage = parse_mailbox_status(text)
             result['quota_source'] = 'doveadm mailbox status'
     return result, usage
-

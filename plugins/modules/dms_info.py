@@ -16,7 +16,7 @@ description:
     anything; never returns a password hash, a relay password or a private key.
   - With O(compare_to), also returns RV(drift) (missing, extra and different entries per section) against the
     same lists the state modules take, so a job can report what differs from the inventory without changing it.
-  - With O(container), also reads live data from the running container through the engine's C(exec): quota usage
+  - With O(container), also reads live data from the running container through the engine's C(exec) - quota usage
     and message count per account, whether DMS's change detector has applied the current files, and the image's
     DMS version.
 author:

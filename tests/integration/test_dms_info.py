@@ -179,8 +179,8 @@ def test_report_playbook_prints_a_row_and_writes_json_and_markdown(tmp_path, ser
                   [{'address': 'new@example.com', 'password': 'Info-New-Pw-5'}],
                   dms_aliases=[{'alias': 'info@example.com', 'recipients': ['alice@example.com', 'bob@example.com']}],
                   dms_relays=[{'domain': 'example.org', 'host': 'smtp.relay.test', 'port': 587,
-                               'username': 'relayuser', 'password': RELAY_PW}, {'domain': 'internal.example.net',
-                                                                                 'exclude': True}],
+                               'username': 'relayuser', 'password': RELAY_PW},
+                              {'domain': 'internal.example.net', 'exclude': True}],
                   dms_dkim=[])
     run = run_playbook(group, 'report', extra_vars={'dms_report_dir': str(out), 'dms_report_verify_passwords': True})
     assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
