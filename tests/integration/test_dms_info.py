@@ -5,7 +5,8 @@ each release line (what ``setup email list`` and ``setup alias list`` show, live
 the DMS version), drift after the real state modules converged, and the report playbook.
 
 One container per release line, named uniquely, labelled org.dms-test.pytest=1, no published port, removed at
-the end. Its change detector polls every 60 s, so a file changed by a test stays pending while the test looks.
+the end. A test that changes a file holds the change detector with its own lock while it looks at the pending
+change.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ READY_TIMEOUT = 240  # a loaded 2-core machine starts DMS 16 slowly
 PASSWORDS = {'alice@example.com': 'Info-Alice-Pw-1', 'bob@example.com': 'Info-Bob-Pw-2',
              'jimbob@example.com': 'Info-Jimbob-Pw-3'}
 RELAY_PW = 'Info-Relay-Pw-4'
+CHKSUM_FILE = '/tmp/docker-mailserver-config-chksum'
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: runs containers')
 
@@ -72,7 +74,7 @@ def server(request, tmp_path_factory):
     srv = Server(line, base / 'config')
     dms_fixture(srv.config)
     proc = _run('docker', 'run', '-d', '--name', srv.name, '--hostname', 'mail.example.com', '--label',
-                'org.dms-test.pytest=1', '--dns', '127.0.0.1', '-e', 'DMS_CONFIG_POLL=60',
+                'org.dms-test.pytest=1', '--dns', '127.0.0.1', '-e', 'DMS_CONFIG_POLL=2',
                 '-v', '%s:/tmp/docker-mailserver' % srv.config, IMAGES[line], check=False)
     assert proc.returncode == 0, proc.stderr
     try:
@@ -156,13 +158,26 @@ def test_live_version_and_change_detector(tmp_path, server):
     assert result['live']['change_detector'] == dict(applied=True, pending=[])
     virtual = server.config / 'postfix-virtual.cf'
     before = virtual.read_text()
+    inode = server.exec('stat', '-c', '%i', CHKSUM_FILE).stdout.strip()
+    # The change detector's own lock (DMS's check-for-changes.sh.lock in the config volume) holds it after it has
+    # seen the change and before it applies it, so the change is pending for as long as the test needs.
+    lock = server.config / 'check-for-changes.sh.lock'
+    lock.write_text('dms-info-test\n')
     try:
         virtual.write_text(before + 'new@example.com alice@example.com\n')
         result = info(tmp_path, server, gather=[])
         assert result['live']['change_detector'] == dict(applied=False, pending=['postfix-virtual.cf'])
     finally:
+        lock.unlink()
+    try:
+        # Applied: DMS renames its new checksum file over the old one (a new inode), as the stand-in now does.
+        deadline = time.monotonic() + 60
+        while server.exec('stat', '-c', '%i', CHKSUM_FILE).stdout.strip() == inode:
+            assert time.monotonic() < deadline, 'the change detector did not apply the change'
+            time.sleep(1)
+        assert info(tmp_path, server, gather=[])['live']['change_detector'] == dict(applied=True, pending=[])
+    finally:
         virtual.write_text(before)
-    assert info(tmp_path, server, gather=[])['live']['change_detector']['applied'] is True
 
 
 def test_a_stopped_or_unknown_container_is_refused_clearly(tmp_path, server):
