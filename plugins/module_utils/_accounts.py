@@ -360,6 +360,28 @@ def restrictions_of(access, address):
                   if any(item.value.strip().upper() == 'REJECT' for item in access[direction].get_all(address)))
 
 
+def _first_values(table):
+    """{normalised key: the value of its first line} of a table, in one pass."""
+    out = {}
+    for entry in table.entries():
+        out.setdefault(table.norm(entry.key), entry.value)
+    return out
+
+
+def _applied_quota_keys(quotas):
+    """{address: the first key of dovecot-quotas.cf that DMS's substring lookup finds for it, when that is a
+    longer key} -- the lookup of :class:`_SuffixIndex` for every address at once: a key ``local@domain``
+    contains ``l@domain:`` for every ``l`` that ends its local part."""
+    first = {}
+    for pos, norm in enumerate(quotas.keys()):
+        if '@' not in norm:
+            continue
+        local, domain = norm.rsplit('@', 1)
+        for i in range(1, len(local)):
+            first.setdefault('%s@%s' % (local[i:], domain), (pos, norm))
+    return first
+
+
 def read_accounts(cfg):
     """The accounts of ``postfix-accounts.cf`` in file order, one dict each, without their hashes.
 
@@ -370,27 +392,35 @@ def read_accounts(cfg):
     """
     accounts = cfg.table('accounts')
     quotas = cfg.table('quotas')
-    access = dict((direction, cfg.table(name)) for direction, name in RESTRICT_FILES)
+    quota_values = _first_values(quotas)
+    quota_pos = dict((norm, pos) for pos, norm in enumerate(quotas.keys()))
+    longer = _applied_quota_keys(quotas)
+    rejected = {}
+    for direction, name in RESTRICT_FILES:
+        table = cfg.table(name)
+        for entry in table.entries():
+            if entry.value.strip().upper() == 'REJECT':
+                rejected.setdefault(table.norm(entry.key), set()).add(direction)
     aliases_of = {}
     for entry in cfg.table('virtual').entries():
         for recipient in split_recipients(entry.value):
             keys = aliases_of.setdefault(recipient.lower(), [])
             if entry.key not in keys:
                 keys.append(entry.key)
-    quota_index = _SuffixIndex(quotas.keys()) if quotas.keys() else None
     out = []
-    for norm in accounts.keys():
-        entry = accounts.get(norm)
+    seen = set()
+    for entry in accounts.entries():
+        norm = entry.key.strip().lower()
+        if norm in seen:
+            continue
+        seen.add(norm)
         fields = entry.value.split('|')
-        scheme = split_stored(fields[0].strip())[0]
-        own = quotas.get(norm)
-        item = dict(address=entry.key, scheme=scheme, quota=own.value if own is not None else None,
-                    restrict=restrictions_of(access, norm),
+        item = dict(address=entry.key, scheme=split_stored(fields[0].strip())[0], quota=quota_values.get(norm),
+                    restrict=sorted(rejected.get(norm, ())),
                     extra_fields=any(field.strip() for field in fields[1:]),
                     aliases=aliases_of.get(norm, []))
-        if quota_index is not None and '@' in norm:
-            other = quota_index.first_before(norm)
-            if other is not None:
-                item['quota_applied'] = quotas.get(other).value
+        other = longer.get(norm)
+        if other is not None and (norm not in quota_pos or other[0] < quota_pos[norm]):
+            item['quota_applied'] = quota_values[other[1]]
         out.append(item)
     return out

@@ -348,3 +348,16 @@ def test_live_uses_argv_lists_and_falls_back_without_quotas(config):
     assert live['change_detector']['applied'] is False
     assert usage['alice@example.com']['messages'] == 1
     assert all(isinstance(argv, list) and all(isinstance(a, str) for a in argv) for argv in calls)
+
+
+def test_quota_applied_follows_dms_substring_lookup(tmp_path):
+    write(tmp_path, {'postfix-accounts.cf': ''.join('%s|%s\n' % (a, HASH) for a in (
+        'bob@x.test', 'ann@x.test', 'nn@x.test', 'cy@x.test', 'y@y.test')),
+        'dovecot-quotas.cf': 'bob@x.test:1M\njimbob@x.test:2M\nxann@x.test:3M\nann@x.test:4M\nmcy@x.test:5M\n'
+                             'ey@x.test:6M\n'})
+    accounts = dict((a['address'], a) for a in run(tmp_path, gather=['accounts'])['accounts'])
+    assert 'quota_applied' not in accounts['bob@x.test']            # its own line comes first
+    assert accounts['ann@x.test']['quota_applied'] == '3M'          # xann's line stands before ann's
+    assert accounts['nn@x.test'] == dict(accounts['nn@x.test'], quota=None, quota_applied='3M')  # no line of its own
+    assert accounts['cy@x.test']['quota_applied'] == '5M'
+    assert 'quota_applied' not in accounts['y@y.test']              # ey@x.test is another domain
