@@ -360,7 +360,7 @@ SECTIONS = {
 
 def run(cfg, params):
     """The result values of one dms_info run (without live data)."""
-    gather = params.get('gather') or list(SECTIONS)
+    gather = list(SECTIONS) if params.get('gather') is None else params['gather']
     for name in gather:
         if name not in SECTIONS:
             raise v.ValidationError('gather: %r is not a section (%s)' % (name, ', '.join(SECTIONS)))

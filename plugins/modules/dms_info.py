@@ -43,7 +43,7 @@ options:
   gather:
     description:
       - The sections to read. Fewer sections answer faster on big servers (V(accounts) alone for 10,000 accounts).
-      - Default is every section.
+      - Default is every section; an empty list reads none (for O(compare_to) or the live data alone).
     type: list
     elements: str
     choices: [accounts, aliases, relays, dkim, config]
@@ -283,7 +283,7 @@ def main():
     try:
         cfg = ConfigDir(params['config_dir'], lock_timeout=params['lock_timeout'], check_mode=True)
         with cfg:
-            gathered = params.get('gather') or list(_info.SECTIONS)
+            gathered = list(_info.SECTIONS) if params.get('gather') is None else params['gather']
             if ('dkim' in gathered or 'dkim' in (params.get('compare_to') or {})) and _dkim.CRYPTOGRAPHY_IMPORT_ERROR \
                     and (cfg.read('opendkim/KeyTable') is not None or cfg.read(_dkim.RSPAMD_SIGNING_CONF) is not None):
                 from ansible.module_utils.basic import missing_required_lib

@@ -163,6 +163,11 @@ def test_signing_conf_domains_in_file_order():
     assert conf.domains() == [('b.test', '/p/b', 's'), ('a.test', '/p/a', 't'), ('c.test', None, None)]
 
 
+def test_an_empty_gather_reads_no_section(config):
+    result = run(config, gather=[])
+    assert result['sections'] == [] and not any(name in result for name in _info.SECTIONS)
+
+
 def test_missing_config_dir_reads_as_empty_and_is_not_created(tmp_path):
     missing = tmp_path / 'nope'
     result = run(missing)
