@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
 from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
-    is_self_alias, reconcile_self_aliases, remove_recipients_everywhere,
+    is_self_alias, reconcile_self_aliases, remove_recipients_everywhere, split_recipients,
 )
 from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import (
@@ -349,3 +349,78 @@ def plan(cfg, params, entries):
     restart = any(access[d].changed for d, dummy in RESTRICT_FILES)
     return dict(created=created, updated=updated, removed=removed, restart_required=restart,
                 _warnings=warnings)
+
+
+# -- reading (dms_info) -----------------------------------------------------------------
+
+
+def restrictions_of(access, address):
+    """The restrictions (``send``, ``receive``) the access tables hold for ``address``, sorted."""
+    return sorted(direction for direction, dummy in RESTRICT_FILES
+                  if any(item.value.strip().upper() == 'REJECT' for item in access[direction].get_all(address)))
+
+
+def _first_values(table):
+    """{normalised key: the value of its first line} of a table, in one pass."""
+    out = {}
+    for entry in table.entries():
+        out.setdefault(table.norm(entry.key), entry.value)
+    return out
+
+
+def _applied_quota_keys(quotas):
+    """{address: the first key of dovecot-quotas.cf that DMS's substring lookup finds for it, when that is a
+    longer key} -- the lookup of :class:`_SuffixIndex` for every address at once: a key ``local@domain``
+    contains ``l@domain:`` for every ``l`` that ends its local part."""
+    first = {}
+    for pos, norm in enumerate(quotas.keys()):
+        if '@' not in norm:
+            continue
+        local, domain = norm.rsplit('@', 1)
+        for i in range(1, len(local)):
+            first.setdefault('%s@%s' % (local[i:], domain), (pos, norm))
+    return first
+
+
+def read_accounts(cfg):
+    """The accounts of ``postfix-accounts.cf`` in file order, one dict each, without their hashes.
+
+    ``quota`` is the account's own line of ``dovecot-quotas.cf`` (what ``dms_account`` writes);
+    ``quota_applied`` is the line DMS applies (its lookup is a substring match, so a longer address's line
+    standing before it wins) and is only there when it differs.  ``aliases`` are the keys of the
+    ``postfix-virtual.cf`` lines that list the account as a recipient (what ``setup email list`` shows).
+    """
+    accounts = cfg.table('accounts')
+    quotas = cfg.table('quotas')
+    quota_values = _first_values(quotas)
+    quota_pos = dict((norm, pos) for pos, norm in enumerate(quotas.keys()))
+    longer = _applied_quota_keys(quotas)
+    rejected = {}
+    for direction, name in RESTRICT_FILES:
+        table = cfg.table(name)
+        for entry in table.entries():
+            if entry.value.strip().upper() == 'REJECT':
+                rejected.setdefault(table.norm(entry.key), set()).add(direction)
+    aliases_of = {}
+    for entry in cfg.table('virtual').entries():
+        for recipient in split_recipients(entry.value):
+            keys = aliases_of.setdefault(recipient.lower(), [])
+            if entry.key not in keys:
+                keys.append(entry.key)
+    out = []
+    seen = set()
+    for entry in accounts.entries():
+        norm = entry.key.strip().lower()
+        if norm in seen:
+            continue
+        seen.add(norm)
+        fields = entry.value.split('|')
+        item = dict(address=entry.key, scheme=split_stored(fields[0].strip())[0], quota=quota_values.get(norm),
+                    restrict=sorted(rejected.get(norm, ())),
+                    extra_fields=any(field.strip() for field in fields[1:]),
+                    aliases=aliases_of.get(norm, []))
+        other = longer.get(norm)
+        if other is not None and (norm not in quota_pos or other[0] < quota_pos[norm]):
+            item['quota_applied'] = quota_values[other[1]]
+        out.append(item)
+    return out

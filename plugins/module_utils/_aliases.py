@@ -662,3 +662,30 @@ def plan(cfg, params, entries):
 
     return dict(created=created, updated=updated, removed=removed,
                 self_aliases_added=self_added, self_aliases_removed=self_removed, _warnings=warnings)
+
+
+# -- reading (dms_info) ------------------------------------------------------------------
+
+
+def read_aliases(accounts, virtual, regexp):
+    """Every alias line in file order: ``postfix-virtual.cf`` first, then ``postfix-regexp.cf``.
+
+    Each is ``{type, alias, recipients}``; a virtual alias also says whether it is a catch-all (``@domain``)
+    and whether it is the self-alias of an account (the line that keeps a catch-all or regexp alias from
+    taking the account's mail, see the module docstring).  Only the first line of a key counts, as for
+    Postfix; later duplicates are listed with ``duplicate: true``.
+    """
+    out = []
+    seen = set()
+    for entry in virtual.entries():
+        norm = virtual.norm(entry.key)
+        item = dict(type='virtual', alias=entry.key, recipients=split_recipients(entry.value),
+                    catch_all=entry.key.startswith('@'),
+                    self_alias=is_self_alias(entry) and accounts.has(entry.key))
+        if norm in seen:
+            item['duplicate'] = True
+        seen.add(norm)
+        out.append(item)
+    for entry in regexp.entries():
+        out.append(dict(type='regexp', alias=entry.key, recipients=split_recipients(entry.value)))
+    return out

@@ -746,3 +746,44 @@ def _warn_missing_tables(cfg, entries, warnings):
             if hook in ' '.join(rendered.replace(',', ' ').split()) and cfg.read(table) is None:
                 warnings.append('%s: refers to %s, which does not exist in config_dir: Postfix defers mail while a '
                                 'texthash table is missing (dms_account creates it with restrict)' % (field, table))
+
+
+# -- reading (dms_info) ---------------------------------------------------------------------------
+
+
+def override_files(cfg):
+    """The ``rspamd/override.d/`` files of the config dir that this module could manage, sorted."""
+    try:
+        names = sorted(os.listdir(cfg.abspath(OVERRIDE_DIR)))
+    except OSError:
+        return []
+    return [OVERRIDE_DIR + name for name in names
+            if OVERRIDE_NAME.match(name) and os.path.isfile(cfg.abspath(OVERRIDE_DIR + name))]
+
+
+def read_files(cfg):
+    """The non-table files of the config dir that exist, with the keys this module manages in each.
+
+    Names only, never values: ``settings`` for ``postfix-main.cf`` and ``dovecot.cf``, ``services`` for
+    ``postfix-master.cf`` (``service/type/parameter``), ``sections`` for ``dovecot.cf`` (their headers).  A
+    ``dovecot.cf`` this module cannot read has ``error`` instead.
+    """
+    out = []
+    for relpath in sorted(FILES) + override_files(cfg):
+        text = cfg.read(relpath)
+        if text is None:
+            continue
+        kind, when = (FILES[relpath][0], FILES[relpath][1]) if relpath in FILES else ('rspamd_override', LIVE)
+        item = dict(file=relpath, kind=kind, applies='change_detector' if when == LIVE else 'container_start')
+        if kind == 'postfix_main':
+            item['settings'] = fmt.PostfixMain(text).keys()
+        elif kind == 'postfix_master':
+            item['services'] = fmt.MasterOverrides(text).keys()
+        elif kind == 'dovecot':
+            try:
+                conf = fmt.DovecotConf(text)
+                item['settings'], item['sections'] = conf.keys(), conf.sections()
+            except fmt.DovecotError as exc:
+                item['error'] = 'cannot be read as Dovecot config (%s)' % exc
+        out.append(item)
+    return out

@@ -375,22 +375,31 @@ def _new_key(run):
     return run.generate(opts['key_type'], opts['key_size'])
 
 
-def _record(run, entry, info, action, backend, private_file):
-    opts = run.options
+def dns_record(domain, selector, info, backend, action, private_file, key_type=None, key_size=None):
+    """One item of the ``records`` that ``dms_dkim`` (and ``dms_info``) return for a key.
+
+    ``info`` is the key's :class:`KeyInfo`, or None for a key not generated yet (check mode), in which case
+    ``key_type``/``key_size`` say what it will be.
+    """
     if info is None:
         value, chunks, fingerprint = None, [], None
-        key_type, key_size = opts['key_type'], opts['key_size']
     else:
         value = record_value(info.type, info.p)
         chunks = split_chunks(value)
         fingerprint = info.fingerprint
         key_type, key_size = info.type, info.size
-    run.records.append(dict(
-        domain=entry['domain'], selector=entry['selector'], name=entry['name'], type='TXT',
+    return dict(
+        domain=domain, selector=selector, name='%s._domainkey.%s' % (selector, domain), type='TXT',
         value=value, chunks=chunks, rdata=rdata(chunks) if chunks else None,
         key_type=key_type, key_size=key_size, fingerprint=fingerprint,
         backend=backend, action=action, private_key_file=private_file,
-    ))
+    )
+
+
+def _record(run, entry, info, action, backend, private_file):
+    opts = run.options
+    run.records.append(dns_record(entry['domain'], entry['selector'], info, backend, action, private_file,
+                                  opts['key_type'], opts['key_size']))
     if action == 'create':
         run.created.append(entry['domain'])
     elif action == 'rotate':
@@ -664,3 +673,63 @@ def plan(cfg, entries, options, generate=generate_key):
         '_owner_fixes': run.owner_fixes,
         '_warnings': run.warnings,
     }
+
+
+# -- reading (dms_info) ---------------------------------------------------------------
+
+
+def _keytable_keys(cfg):
+    """(domain, selector, relpath of the private key) of each ``opendkim/KeyTable`` line, in file order."""
+    out = []
+    prefix = CONTAINER_OPENDKIM_DIR + '/'
+    for norm in cfg.table('opendkim_keytable').keys():
+        entry = cfg.table('opendkim_keytable').get(norm)
+        parts = entry.value.strip().split(':', 2)
+        if len(parts) != 3:
+            continue
+        domain, selector, path = parts[0].lower(), parts[1].lower(), parts[2]
+        relpath = 'opendkim/' + path[len(prefix):] if path.startswith(prefix) else None
+        out.append((domain, selector, relpath))
+    return out
+
+
+def _rspamd_keys(cfg):
+    """(domain, selector, relpath of the private key) of each entry of Rspamd's ``dkim_signing.conf``."""
+    text = cfg.read(RSPAMD_SIGNING_CONF)
+    if text is None:
+        return []
+    out = []
+    for domain, path, selector in SigningConf(text).domains():
+        relpath = None
+        if path and path.startswith(CONTAINER_CONFIG_DIR + '/'):
+            relpath = path[len(CONTAINER_CONFIG_DIR) + 1:]
+        out.append((domain, (selector or '').lower(), relpath))
+    return out
+
+
+def read_keys(cfg):
+    """The DKIM keys the config dir signs with, OpenDKIM's then Rspamd's, as ``dms_dkim`` returns them.
+
+    Each item is :func:`dns_record` of the key with ``action: keep`` (what a ``dms_dkim`` run that keeps the
+    key returns).  A key whose file is missing or cannot be read has ``value: None`` and an ``error`` naming
+    the file (never its content).  Needs ``cryptography`` only when there is a key to read.
+    """
+    out = []
+    for backend, keys in (('opendkim', _keytable_keys(cfg)), ('rspamd', _rspamd_keys(cfg))):
+        for domain, selector, relpath in keys:
+            info, error = None, None
+            text = cfg.read(relpath) if relpath else None
+            if relpath is None:
+                error = 'the private key is outside the config volume; it cannot be read from config_dir'
+            elif text is None:
+                error = '%s: does not exist' % relpath
+            else:
+                try:
+                    info = load_private_key(text, relpath)
+                except KeyFileError as exc:
+                    error = str(exc)
+            record = dns_record(domain, selector, info, backend, 'keep', relpath)
+            if error is not None:
+                record['error'] = error
+            out.append(record)
+    return out

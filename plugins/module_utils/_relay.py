@@ -75,6 +75,50 @@ def is_optout(entry):
     return entry.value.strip() == ''
 
 
+def split_relay_value(value):
+    """``(host, port)`` of a relaymap value: ``[host]:port``, ``host:port``, ``[host]`` or ``host``.
+
+    The port is an int, or None when the value names none (Postfix then uses 25); brackets (no MX lookup)
+    are dropped.  An IPv6 address is only recognised in brackets, as Postfix requires.
+    """
+    value = value.strip()
+    host, port = value, None
+    if value.startswith('['):
+        close = value.find(']')
+        if close > 0:
+            host, rest = value[1:close], value[close + 1:]
+            if rest.startswith(':') and rest[1:].isdigit():
+                port = int(rest[1:])
+    elif value.count(':') == 1:
+        name, number = value.split(':')
+        if number.isdigit():
+            host, port = name, int(number)
+    return host, port
+
+
+def read_relays(relaymap, sasl):
+    """Every key of both files in file order (relaymap first, then keys only in the SASL file), as dicts.
+
+    ``credentials`` says whether the SASL file has a line for the key; the credentials themselves (and so any
+    password) are never part of the result.  Only the first line of a key counts, as for Postfix.
+    """
+    out = []
+    for norm in relaymap.keys() + [key for key in sasl.keys() if not relaymap.has(key)]:
+        entry = relaymap.get(norm)
+        spelled = entry.key if entry is not None else sasl.get(norm).key
+        item = dict(key=spelled, domain=spelled[1:].lower() if spelled.startswith('@') else None,
+                    host=None, port=None, exclude=False, credentials=sasl.has(norm))
+        if entry is not None:
+            if is_optout(entry):
+                item['exclude'] = True
+            else:
+                item['host'], item['port'] = split_relay_value(entry.value)
+        elif not spelled.startswith('@'):
+            item['host'], item['port'] = split_relay_value(spelled)
+        out.append(item)
+    return out
+
+
 # -- validation ------------------------------------------------------------------
 
 

@@ -250,6 +250,16 @@ class SigningConf:
         settings = items[0]['settings']
         return settings.get('path'), settings.get('selector')
 
+    def domains(self):
+        """``(domain, path, selector)`` of every entry of the ``domain`` block, in file order, each domain once
+        (the first entry, as :meth:`get`); an entry that is not a plain ``{ path; selector; }`` has None for
+        what it does not say."""
+        out = []
+        for domain, items in self.entries.items():
+            settings = items[0]['settings'] or {}
+            out.append((domain, settings.get('path'), settings.get('selector')))
+        return out
+
     # spans
 
     def _span(self, item):

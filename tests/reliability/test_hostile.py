@@ -86,6 +86,10 @@ def sieve(**args):
     return ('dms_sieve', dict(dict(validate='always'), **args))
 
 
+def info(**args):
+    return ('dms_info', args)
+
+
 RECEIVE_ONLY = 'permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination'
 
 
@@ -96,6 +100,15 @@ PW = 'Hostile-relay-pw'
 
 # (id, (module, args), expectation)
 INPUT_CASES = [
+    # dms_info: compare_to entries are validated as their modules validate them, named under compare_to
+    ('info-compare-newline-injection', info(compare_to={'accounts': [
+        {'address': 'x@example.com\nroot@example.com', 'password': 'Hostile-pw-1'}]}),
+     fail(r'compare_to\.accounts\[0\]\.address', 'line break')),
+    ('info-compare-bad-regexp', info(compare_to={'aliases': [
+        {'alias': '/(/', 'type': 'regexp', 'recipients': ['alice@example.com']}]}),
+     fail(r'compare_to\.aliases\[0\]\.alias', 'compile')),
+    ('info-compare-traversal-dkim', info(compare_to={'dkim': [{'domain': '../../etc'}]}),
+     fail(r'compare_to\.dkim\[0\]\.domain', '')),
     # dms_account: separators, line breaks, overlong, look-alikes, traversal
     ('account-pipe', account(address='us|er@example.com', **NEW), fail('address', r"'\|'")),
     ('account-colon', account(address='us:er@example.com', **NEW), fail('address', r"':'")),
@@ -405,6 +418,9 @@ def _link(cfg, relpath, target):
 
 # (id, (module, args), relpath in config_dir made a symlink, kind of the outside target)
 SYMLINK_CASES = [
+    ('link-info-accounts', info(gather=['accounts']), 'postfix-accounts.cf', 'file'),
+    ('link-info-sasl', info(gather=['relays']), 'postfix-sasl-password.cf', 'file'),
+    ('link-info-private-key', info(gather=['dkim']), 'opendkim/keys/example.com/mail.private', 'file'),
     ('link-accounts', account(address='x@example.com', **NEW), 'postfix-accounts.cf', 'file'),
     ('link-quotas', account(address='alice@example.com', quota='2G'), 'dovecot-quotas.cf', 'file'),
     ('link-send-access', account(address='alice@example.com', restrict=[]), 'postfix-send-access.cf', 'file'),
