@@ -49,8 +49,8 @@ def run_module(module, args, check=False):
     return proc.returncode, result
 
 
-def task(module, name=None, **args):
-    """A playbook task calling dms.mailserver.<module>."""
+def task(module, name=None, /, **args):
+    """A playbook task calling dms.mailserver.<module> (the task name is positional: modules have a name option)."""
     return {'name': name or module, 'dms.mailserver.%s' % module: args}
 
 
