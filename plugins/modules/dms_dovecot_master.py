@@ -21,8 +21,8 @@ description:
     detector sees the file change, enables the master login the first time it sees the file, and reloads Dovecot.
     Adding, changing and removing masters therefore applies within seconds, without a restart;
     RV(restart_required) is always V(false).
-  - Passwords are handled exactly as M(dms.mailserver.dms_account) handles them (one shared implementation):
-    a given password is B(verified) against the stored hash and the hash is kept when it matches, so a second
+  - Passwords are handled exactly as M(dms.mailserver.dms_account) handles them, by one shared implementation.
+    A given password is B(verified) against the stored hash and the hash is kept when it matches, so a second
     run is not a change.
   - Works on one master (O(name)) or many in one call (O(masters)).
 author:
@@ -101,8 +101,8 @@ options:
   exclusive:
     description:
       - With O(masters), remove every master of C(dovecot-masters.cf) that the list does not name.
-      - An empty list with O(exclusive=true) removes every master. The file is then kept, empty of masters:
-        DMS's change detector does not act on a file that disappears, so a deleted file would leave the old
+      - An empty list with O(exclusive=true) removes every master. The file is then kept, empty of masters,
+        because DMS's change detector does not act on a file that disappears; a deleted file would leave the old
         masters able to log in.
     type: bool
     default: false
