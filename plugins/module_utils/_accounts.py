@@ -20,8 +20,8 @@ from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
     is_self_alias, reconcile_self_aliases, remove_recipients_everywhere, split_recipients,
 )
 from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
-from ansible_collections.dms.mailserver.plugins.module_utils._hashing import (
-    DEFAULT_SCHEME, SCHEMES, HashError, can_verify, check_hash, check_password_for, require, run_jobs, split_stored,
+from ansible_collections.dms.mailserver.plugins.module_utils._passwords import (
+    check_password_options, decide_hashes, require_schemes,
 )
 
 RESTRICT_FILES = (('send', 'send_access'), ('receive', 'receive_access'))
@@ -31,16 +31,6 @@ ENTRY_FIELDS = ('address', 'password', 'password_hash', 'scheme', 'quota', 'rest
 def restrict_line(address):
     """The line ``setup email restrict add`` writes: address, space, two tabs, space, REJECT."""
     return '%s \t\t REJECT' % address
-
-
-def _check_password(value, field):
-    if not isinstance(value, str) or not value:
-        raise v.ValidationError('%s: must be a non-empty string' % field)
-    for ch in value:
-        if ch in '\r\n\x00':
-            raise v.ValidationError('%s: contains a line break or NUL byte (a trailing newline from a file '
-                                    'lookup?); passwords may not contain them' % field)
-    return value
 
 
 def normalize(params):
@@ -77,23 +67,7 @@ def normalize(params):
         if address in seen:
             raise v.ValidationError('%s: %r is listed twice (also at %s)' % (field('address'), address, seen[address]))
         seen[address] = field('address')
-        if entry['password'] is not None and entry['password_hash'] is not None:
-            raise v.ValidationError('%s: give password or password_hash, not both' % field('password'))
-        if entry['password'] is not None:
-            _check_password(entry['password'], field('password'))
-            if entry['scheme'] is not None:
-                try:
-                    check_password_for(entry['scheme'], entry['password'], field('password'))
-                except HashError as exc:
-                    raise v.ValidationError(str(exc))
-        if entry['password_hash'] is not None:
-            try:
-                check_hash(entry['password_hash'], field('password_hash'))
-            except HashError as exc:
-                raise v.ValidationError(str(exc))
-            if entry['scheme'] is not None and split_stored(entry['password_hash'])[0] != entry['scheme']:
-                raise v.ValidationError('%s: the hash is not a {%s} hash as scheme asks'
-                                        % (field('password_hash'), entry['scheme']))
+        check_password_options(entry, field)
         quota = entry['quota']
         if quota is not None and quota != '':
             quota = v.quota(quota, field('quota'))
@@ -109,11 +83,7 @@ def normalize(params):
                 if entry[name] not in (None, []):
                     raise v.ValidationError('%s: has no meaning with state=absent' % field(name))
         entries.append(dict(entry, address=address, quota=quota, restrict=restrict, field=field))
-    # The libraries for the schemes asked for must work before the config dir is even locked.
-    try:
-        require(set(e['scheme'] for e in entries if e['scheme'] is not None and e['password'] is not None))
-    except HashError as exc:
-        raise v.ValidationError(str(exc))
+    require_schemes(entries)
     return entries, warnings
 
 
@@ -168,25 +138,6 @@ class _SuffixIndex:
         return None
 
 
-def _rehash_scheme(entry, stored):
-    """The scheme of a new hash for a changed password: the one asked for, else the stored hash's own (a
-    password change is no reason to change the scheme), else the default."""
-    if entry['scheme'] is not None:
-        return entry['scheme']
-    scheme = split_stored(stored)[0]
-    return scheme if scheme in SCHEMES and can_verify(stored) else DEFAULT_SCHEME
-
-
-def _guarded(func):
-    """``func`` with a hashing error turned into a validation error: the run fails with nothing written."""
-    def call(*args):
-        try:
-            return func(*args)
-        except HashError as exc:
-            raise v.ValidationError(str(exc))
-    return call
-
-
 def plan(cfg, params, entries):
     """Edit the tables of ``cfg`` to the desired state. Returns the result values."""
     accounts = cfg.table('accounts')
@@ -211,70 +162,12 @@ def plan(cfg, params, entries):
                     '%s: %r is already an alias in postfix-virtual.cf (-> %s); set allow_alias_overlap=true '
                     'to keep both' % (e['field']('address'), e['address'], alias.value.strip()))
 
-    # Phase 1: hashes for new accounts, verification of given passwords against stored hashes.
-    jobs, job_owner = [], []
-    decisions = {}
-    for e in present:
-        existing = accounts.get(e['address'])
-        if existing is None:
-            if e['password_hash'] is not None:
-                decisions[e['address']] = e['password_hash']
-            elif e['password'] is not None:
-                jobs.append(('hash', e['password'], e['scheme'] or 'SHA512-CRYPT'))
-                job_owner.append((e, 'new'))
-            else:
-                raise v.ValidationError('%s: %r does not exist yet; give password or password_hash to create it'
-                                        % (e['field']('address'), e['address']))
-            continue
-        stored = existing.value.split('|', 1)[0]
-        if update_password == 'on_create':
-            continue
-        if e['password_hash'] is not None:
-            if e['password_hash'] != stored:
-                decisions[e['address']] = e['password_hash']
-        elif e['password'] is not None:
-            if e['scheme'] is not None and split_stored(stored)[0] != e['scheme']:
-                jobs.append(('hash', e['password'], e['scheme']))
-                job_owner.append((e, 'rehash'))
-            else:
-                jobs.append(('verify', e['password'], stored))
-                job_owner.append((e, 'verify'))
-    # Before anything is hashed or changed: the libraries for every scheme in play must work, and a password
-    # must fit the scheme of the hash it is checked against (a BLF-CRYPT hash holds only 72 bytes of it).
-    schemes = set()
-    for job, (e, kind) in zip(jobs, job_owner):
-        if kind == 'verify':
-            stored_scheme = split_stored(job[2])[0]
-            if can_verify(job[2]):
-                schemes.add(stored_scheme)
-                try:
-                    check_password_for(stored_scheme, e['password'], e['field']('password'))
-                except HashError as exc:
-                    raise v.ValidationError('%s; the stored hash is {%s}: set scheme to SHA512-CRYPT or ARGON2ID '
-                                            'to replace it' % (exc, stored_scheme))
-            schemes.add(_rehash_scheme(e, job[2]))
-        else:
-            schemes.add(job[2])
-    _run = _guarded(run_jobs)
-    _guarded(require)(schemes)
-    results = _run(jobs)
-    rehash, rehash_owner = [], []
-    for (e, kind), outcome in zip(job_owner, results):
-        if kind == 'verify':
-            if not outcome:
-                stored = accounts.get(e['address']).value.split('|', 1)[0]
-                scheme = _rehash_scheme(e, stored)
-                if not can_verify(stored):
-                    warnings.append('%s: the stored hash of %r is not a hash this collection can verify (scheme {%s}); '
-                                    'it was replaced with a {%s} hash of the given password'
-                                    % (e['field']('password'), e['address'], split_stored(stored)[0], scheme))
-                rehash.append(('hash', e['password'], scheme))
-                rehash_owner.append(e)
-        else:
-            decisions[e['address']] = outcome
-    # Phase 2: new hashes for passwords that did not verify.
-    for e, outcome in zip(rehash_owner, _run(rehash)):
-        decisions[e['address']] = outcome
+    # Hashes: new accounts hashed, given passwords verified against the stored hashes (kept when they match).
+    def stored_of(address):
+        existing = accounts.get(address)
+        return None if existing is None else existing.value.split('|', 1)[0]
+    decisions, hash_warnings = decide_hashes(present, stored_of, update_password, 'address')
+    warnings.extend(hash_warnings)
 
     quota_index = None
     for e in present:

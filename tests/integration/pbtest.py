@@ -27,7 +27,8 @@ ALIASES = [
 ]
 RELAYS = [{'domain': 'example.org', 'host': 'smtp.relay.test', 'port': 587, 'username': 'relay-user',
            'password': 'Relay-Pb-Pw-9'}]
-SECRETS = [a['password'] for a in ACCOUNTS] + [r['password'] for r in RELAYS]
+MASTERS = [{'name': 'admin', 'password': 'Admin-Master-Pb-Pw-5'}]
+SECRETS = [a['password'] for a in ACCOUNTS] + [r['password'] for r in RELAYS] + [m['password'] for m in MASTERS]
 
 
 def group_vars(**overrides):
@@ -39,6 +40,8 @@ def group_vars(**overrides):
         'dms_firewall_enabled': False,
         'dms_accounts': copy.deepcopy(ACCOUNTS),
         'dms_accounts_exclusive': False,
+        'dms_dovecot_masters': copy.deepcopy(MASTERS),
+        'dms_dovecot_masters_exclusive': True,
         'dms_aliases': copy.deepcopy(ALIASES),
         'dms_aliases_exclusive': False,
         'dms_relays': copy.deepcopy(RELAYS),

@@ -16,7 +16,7 @@ import pytest
 
 from dkimtest import dkimpy_sign, dkimpy_verify, headers_for, message_bytes
 from dmstest import doveadm_verify, run_play
-from pbtest import ACCOUNTS, SECRETS, Group, files, lines, run_playbook
+from pbtest import ACCOUNTS, MASTERS, SECRETS, Group, files, lines, run_playbook
 
 HOSTS = ('mx1', 'mx2')
 
@@ -53,6 +53,10 @@ def test_site_writes_the_same_state_on_every_host_and_a_rerun_changes_nothing(gr
         assert sorted(stored) == sorted(a['address'] for a in ACCOUNTS)
         for account in ACCOUNTS:
             assert doveadm_verify(stored[account['address']], account['password'])
+        masters = dict(line.split('|', 1) for line in lines(group.config(host) / 'dovecot-masters.cf'))
+        assert sorted(masters) == sorted(m['name'] for m in MASTERS)
+        for master in MASTERS:
+            assert doveadm_verify(masters[master['name']], master['password'])
         assert (group.root / host / 'mailserver.env').exists()
     before = state(group)
     run = run_playbook(group, 'site')
@@ -238,6 +242,20 @@ def test_survey_adds_one_account_and_touches_nothing_else(group):
                            after['docker-data/dms/config/dovecot-quotas.cf']) == ['dave@example.com:500M']
     again = run_playbook(group, 'accounts', survey)
     assert [again.changed(h) for h in HOSTS] == [0, 0]
+
+
+def test_survey_leaves_the_dovecot_masters_alone_and_inventory_mode_applies_them(group):
+    """A master added by hand is not the survey's business; the inventory's exclusive list removes it."""
+    path = group.config('mx1') / 'dovecot-masters.cf'
+    hand = 'byhand|%s' % lines(path)[0].split('|', 1)[1]
+    path.write_text(path.read_text() + hand + '\n')
+    survey = {'dms_account_address': 'erin@example.com', 'dms_account_password': 'Erin-Survey-Pw-6'}
+    run = run_playbook(group, 'accounts', survey)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert hand in lines(path)
+    run = run_playbook(group, 'accounts')
+    assert run.rc == 0, run.stdout[-3000:]
+    assert hand not in lines(path) and [line.split('|')[0] for line in lines(path)] == ['admin']
 
 
 def test_survey_adds_one_alias_from_a_text_answer(group):

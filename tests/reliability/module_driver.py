@@ -9,7 +9,7 @@ wraps functions from the outside to report progress on the pipe whose fd is in `
 
 * ``C`` when ``ConfigDir.commit`` starts, ``W`` when it creates its first temp file, ``R`` right before its
   first rename, ``E`` when it has returned;
-* ``H`` when a batch of password hashing starts (``dms_account``);
+* ``H`` when a batch of password hashing starts (``dms_account``, ``dms_dovecot_master``);
 * ``P`` when, with ``DMS_CRASH_PAUSE_AT_RENAME=k``, the commit is about to make its k-th rename: the driver then
   sleeps there until it is killed (a deterministic kill point between two renames).
 
@@ -29,7 +29,7 @@ _COLLECTION = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(_COLLECTION.parents[2]))
 
 # pylint: disable=wrong-import-position
-from ansible_collections.dms.mailserver.plugins.module_utils import _accounts, _configdir, _dkim  # noqa: E402
+from ansible_collections.dms.mailserver.plugins.module_utils import _configdir, _dkim, _passwords  # noqa: E402
 
 _FD = int(os.environ.get('DMS_CRASH_SIGNAL_FD', '-1'))
 
@@ -87,7 +87,7 @@ def _wrap_run_jobs(original):
 def main():
     module, args_file = sys.argv[1], sys.argv[2]
     _configdir.ConfigDir.commit = _wrap_commit(_configdir.ConfigDir.commit)
-    _accounts.run_jobs = _wrap_run_jobs(_accounts.run_jobs)
+    _passwords.run_jobs = _wrap_run_jobs(_passwords.run_jobs)
     os.rename = _wrap_rename(os.rename, int(os.environ.get('DMS_CRASH_PAUSE_AT_RENAME', '0')))
     tempfile.mkstemp = _wrap_mkstemp(tempfile.mkstemp)
     key_file = os.environ.get('DMS_CRASH_DKIM_KEY')

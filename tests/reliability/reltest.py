@@ -49,9 +49,9 @@ def run_module(module, args, check=False):
     return proc.returncode, result
 
 
-def task(module, name=None, **args):
-    """A playbook task calling dms.mailserver.<module>."""
-    return {'name': name or module, 'dms.mailserver.%s' % module: args}
+def task(module, title=None, **args):
+    """A playbook task calling dms.mailserver.<module>, named ``title`` (not ``name``: modules have a name option)."""
+    return {'name': title or module, 'dms.mailserver.%s' % module: args}
 
 
 # -- the state of a directory --------------------------------------------------

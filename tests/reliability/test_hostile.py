@@ -1,6 +1,6 @@
 # Copyright (c) dms.mailserver contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Hostile input: a table of cases across all four modules -- separators and line breaks injected into values,
+"""Hostile input: a table of cases across every module -- separators and line breaks injected into values,
 overlong values, Unicode look-alikes, path traversal in domains and selectors, and config files (or directories)
 that are symlinks pointing outside config_dir.
 
@@ -34,6 +34,7 @@ GREEK_O = '\u03bf'           # looks like "o"
 def _seed(key_pem):
     return {
         'postfix-accounts.cf': '# accounts\nalice@example.com|%s\n' % HASH,
+        'dovecot-masters.cf': '# masters\nadmin|%s\n' % HASH,
         'dovecot-quotas.cf': 'alice@example.com:1G\n',
         'postfix-send-access.cf': 'alice@example.com \t\t REJECT\n',
         'postfix-receive-access.cf': 'alice@example.com \t\t REJECT\n',
@@ -88,6 +89,10 @@ def sieve(**args):
 
 def info(**args):
     return ('dms_info', args)
+
+
+def master(**args):
+    return ('dms_dovecot_master', args)
 
 
 RECEIVE_ONLY = 'permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination'
@@ -245,6 +250,30 @@ INPUT_CASES = [
     ('dkim-rspamd-selector-traversal', dkim(domain='example.org', selector='../../x', backend='rspamd'),
      fail('selector', 'empty label')),
     ('dkim-rspamd-domain-traversal', dkim(domain='../x', backend='rspamd'), fail('domain', 'label')),
+    # dms_dovecot_master: separators of both files and of the login, line breaks, look-alikes, account names
+    ('master-pipe', master(name='ad|min', **NEW), fail('name', r"'\|', the column separator")),
+    ('master-colon', master(name='ad:min', **NEW), fail('name', r"':', the column separator of Dovecot's masterdb")),
+    ('master-login-separator', master(name='ad*min', **NEW), fail('name', r"'\*', the separator of master logins")),
+    ('master-newline-injection', master(name='x\nroot|' + HASH, **NEW), fail('name', 'line break')),
+    ('master-cr', master(name='x\r', **NEW), fail('name', 'line break')),
+    ('master-nul', master(name='x\x00', **NEW), fail('name', 'control character')),
+    ('master-space', master(name='ad min', **NEW), fail('name', 'white space')),
+    ('master-comment', master(name='#admin', **NEW), fail('name', 'comment')),
+    ('master-empty', master(name='', **NEW), fail('name', 'must not be empty')),
+    ('master-cyrillic', master(name='%sdmin' % CYRILLIC_A, **NEW), fail('name', 'non-ASCII')),
+    ('master-zero-width', master(name='ad%smin' % ZERO_WIDTH, **NEW), fail('name', 'non-ASCII')),
+    ('master-long', master(name='m' * 255, **NEW), fail('name', 'longer than 254')),
+    ('master-account-collision', master(name='Alice@Example.com', **NEW), fail('name', 'is an account')),
+    ('master-bad-scheme', master(name='x', scheme='PLAIN-MD5', **NEW), fail('value of scheme', 'must be one of')),
+    ('master-hash-weak-scheme', master(name='x', password_hash='{PLAIN-MD5}5f4dcc3b5aa765d61d8327deb882cf99'),
+     fail('password_hash', 'not one this collection can check')),
+    ('master-hash-pipe', master(name='x', password_hash=HASH + '|extra'), fail('password_hash', 'well-formed')),
+    ('master-password-newline', master(name='x', password='pw\nroot|' + HASH), fail('password', 'line break')),
+    ('master-listed-twice', master(masters=[dict(name='x', **NEW), dict(name='X', **NEW)]),
+     fail(r'masters\[1\]\.name', 'listed twice')),
+    ('master-absent-with-password', master(name='admin', state='absent', **NEW), fail('password', 'no meaning')),
+    ('master-exclusive-without-list', master(name='admin', exclusive=True, **NEW), fail('exclusive', 'masters list')),
+    ('master-new-without-password', master(name='nobody'), fail('name', 'does not exist yet')),
     # dms_config: newline and brace injection, restriction keys, bad service lines, traversal, bad syntax
     ('config-main-key-newline', config(file='postfix-main.cf', settings={'a\nsmtpd_sender_restrictions': 'x'}),
      fail('settings', 'line break')),
@@ -384,6 +413,8 @@ NORMALISED = [
      ('postfix-main.cf', r'^mynetworks = 127\.0\.0\.0/8, 192\.0\.2\.0/24$', None)),
     ('norm-config-dovecot-hash-quoted', config(file='dovecot.cf', release_line='15.1', settings={
         'login_greeting': 'Mail # ready'}), ('dovecot.cf', r'^login_greeting = "Mail # ready"$', None)),
+    ('norm-master-uppercase', master(name='BackUp', **NEW),
+     ('dovecot-masters.cf', r'^backup\|\{SHA512-CRYPT\}', "normalised to 'backup'")),
     ('norm-dkim-uppercase', dkim(domain='Example.ORG', selector='Sel1', key_type='ed25519'),
      ('opendkim/KeyTable', r'^sel1\._domainkey\.example\.org example\.org:sel1:/etc/opendkim/keys/example\.org/'
                            r'sel1\.private$', None)),
@@ -432,6 +463,8 @@ SYMLINK_CASES = [
      'postfix-regexp.cf', 'file'),
     ('link-accounts-from-alias', alias(alias='@example.com', recipients=['alice@example.com']),
      'postfix-accounts.cf', 'file'),
+    ('link-masters', master(name='backup', **NEW), 'dovecot-masters.cf', 'file'),
+    ('link-accounts-from-master', master(name='backup', **NEW), 'postfix-accounts.cf', 'file'),
     ('link-relaymap', relay(domain='example.org', host='smtp.example.net'), 'postfix-relaymap.cf', 'file'),
     ('link-sasl', relay(domain='example.org', username='u', password=PW), 'postfix-sasl-password.cf', 'file'),
     ('link-sasl-dangling', relay(domain='example.org', username='u', password=PW), 'postfix-sasl-password.cf',

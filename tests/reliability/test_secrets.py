@@ -55,7 +55,7 @@ def _hash_pieces(stored):
 # ansible-core's own debug echo of a module's arguments: with ANSIBLE_DEBUG=1 it prints them, no_log values
 # included (its documentation of DEFAULT_DEBUG says so).  Only these lines may show what a task passed as an
 # argument, and only in the ANSIBLE_DEBUG run; nothing the collection produces or reads may appear even there.
-_CORE_ARGS_ECHO = re.compile(r'^.*done with _execute_module \(dms\.mailserver\.dms_[a-z]+, \{.*$', re.M)
+_CORE_ARGS_ECHO = re.compile(r'^.*done with _execute_module \(dms\.mailserver\.dms_[a-z_]+, \{.*$', re.M)
 
 
 def _scenario(cfg):
@@ -68,21 +68,27 @@ def _scenario(cfg):
     arg = dict((name, _token(name)) for name in ('new', 'changed', 'blf', 'argon', 'relay', 'relay_host', 'check',
                                                  'given', 'badnl', 'badspace', 'badctl', 'badhash', 'both',
                                                  'cfg_main', 'cfg_override', 'cfg_amavis', 'cfg_bad', 'info',
-                                                 'info_relay', 'info_bad'))
-    old_account_pw, old_relay_pw = _token('old'), _token('oldrelay')
+                                                 'info_relay', 'info_bad',
+                                                 'master', 'master_changed', 'master_check', 'master_given',
+                                                 'master_badhash'))
+    old_account_pw, old_relay_pw, old_master_pw = _token('old'), _token('oldrelay'), _token('oldmaster')
     given_hash = doveadm_hash(arg['given'])
     old_hash = doveadm_hash(old_account_pw)
+    old_master_hash = doveadm_hash(old_master_pw)
+    given_master_hash = doveadm_hash(arg['master_given'], 'BLF-CRYPT')
     old_key = pem_pkcs8(generate_key('rsa', 1024))
     write_files(cfg, {
         'postfix-accounts.cf': 'changed@example.com|%s\n' % old_hash,
         'postfix-sasl-password.cf': '@example.com relayuser:%s\n' % old_relay_pw,
+        'dovecot-masters.cf': 'changedmaster|%s\nremovedmaster|%s\n' % (old_master_hash, old_master_hash),
         'opendkim/keys/old.example.org/mail.private': old_key,
     })
     # A bulk call: with 64 or more no_log values the module prunes the set ansible-core masks (see _common.py).
     bulk = [_token('bulk') for dummy in range(BULK)]
     variables = dict(('s_%s' % name, value) for name, value in arg.items())
     variables['s_bulk'] = [{'address': 'bulk%d@example.com' % i, 'password': pw} for i, pw in enumerate(bulk)]
-    variables.update(s_given_hash=given_hash, s_badnl=arg['badnl'] + '\nsecond line',
+    variables.update(s_given_hash=given_hash, s_given_master_hash=given_master_hash,
+                     s_master_badhash='{BLF-CRYPT}$2y$' + arg['master_badhash'], s_badnl=arg['badnl'] + '\nsecond line',
                      s_badspace=arg['badspace'] + ' ', s_badctl=arg['badctl'] + '\x07',
                      s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'], s_badcfg=arg['cfg_bad'] + '\nx = y')
 
@@ -118,6 +124,15 @@ def _scenario(cfg):
              regenerate='always', key_size=1024),
         task('dms_dkim', 'rspamd ed25519 key', config_dir=c, domain='example.net', backend='rspamd',
              key_type='ed25519'),
+        task('dms_dovecot_master', 'masters', config_dir=c, exclusive=True, masters=[
+            {'name': 'admin', 'password': var('master')},
+            {'name': 'changedmaster', 'password': var('master_changed')},
+            {'name': 'givenmaster', 'password_hash': var('given_master_hash')},
+        ]),
+        task('dms_dovecot_master', 'master again (verified, kept)', config_dir=c, name='admin',
+             password=var('master')),
+        dict(task('dms_dovecot_master', 'master in check mode', config_dir=c, name='checkmaster',
+                  password=var('master_check')), check_mode=True),
         task('dms_config', 'a secret-named Postfix setting', config_dir=c, file='postfix-main.cf',
              settings={'smtp_sasl_password': var('cfg_main'), 'smtputf8_enable': False}),
         task('dms_config', 'an Rspamd override with a password', config_dir=c,
@@ -142,6 +157,12 @@ def _scenario(cfg):
         task('dms_account', 'malformed hash', config_dir=c, address='x@example.com', password_hash=var('badhash')),
         task('dms_account', 'password and hash', config_dir=c, address='x@example.com', password=var('both'),
              password_hash=var('given_hash')),
+        task('dms_dovecot_master', 'master password with a line break', config_dir=c, name='x',
+             password=var('badnl')),
+        task('dms_dovecot_master', 'malformed master hash', config_dir=c, name='x',
+             password_hash=var('master_badhash')),
+        task('dms_dovecot_master', 'master named like an account', config_dir=c, name='new@example.com',
+             password=var('master')),
         task('dms_config', 'a secret-named setting with a line break', config_dir=c, file='postfix-main.cf',
              settings={'smtp_sasl_password': var('badcfg')}),
         task('dms_info', 'compare_to with a malformed address next to a password', config_dir=c,
@@ -149,8 +170,9 @@ def _scenario(cfg):
     ]
     tasks += [dict(item, ignore_errors=True) for item in rejected]
     return {'tasks': tasks, 'rejected': len(rejected), 'vars': variables,
-            'args': list(arg.values()) + bulk + _hash_pieces(given_hash),
-            'disk': [old_account_pw, old_relay_pw] + _hash_pieces(old_hash), 'old_key': old_key}
+            'args': list(arg.values()) + bulk + _hash_pieces(given_hash) + _hash_pieces(given_master_hash),
+            'disk': [old_account_pw, old_relay_pw, old_master_pw] + _hash_pieces(old_hash)
+            + _hash_pieces(old_master_hash), 'old_key': old_key}
 
 
 def _produced(cfg, scenario):
@@ -158,8 +180,10 @@ def _produced(cfg, scenario):
     accounts = dict(line.split('|')[:2] for line in (cfg / 'postfix-accounts.cf').read_text().splitlines()
                     if '|' in line)
     assert len(accounts) == 5 + BULK
+    masters = dict(line.split('|', 1) for line in (cfg / 'dovecot-masters.cf').read_text().splitlines() if '|' in line)
+    assert sorted(masters) == ['admin', 'changedmaster', 'givenmaster'], masters
     needles = list(scenario['disk'])
-    for stored in accounts.values():
+    for stored in list(accounts.values()) + list(masters.values()):
         if stored not in scenario['args']:  # the password_hash a task gave is an argument, not a product
             needles += _hash_pieces(stored)
     keys = [scenario['old_key']] + [p.read_text() for p in sorted(cfg.glob('opendkim/keys/*/*.private'))] + \
@@ -230,9 +254,10 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
                                               'argument echo)' if debug else '', size))
 
     # The sampler really watched the module processes while they ran.
-    modules = set(re.findall(r'AnsiballZ_(dms_[a-z]+)\.py', '\n'.join(sampler.seen)))
-    # (A subset: the sampler sees every process of the machine, other test runs' modules included.)
-    assert {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config', 'dms_sieve', 'dms_info'} <= modules, modules
+    modules = set(re.findall(r'AnsiballZ_(dms_[a-z_]+)\.py', '\n'.join(sampler.seen)))
+    # (A superset: /proc shows every process of the machine, other runs' modules too.)
+    assert modules >= {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config', 'dms_sieve', 'dms_info',
+                       'dms_dovecot_master'}, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
          'rounds, including every module\'s process'
          % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))

@@ -322,6 +322,34 @@ _build_relayhost_map() {
   _postconf 'sender_dependent_relayhost_maps = texthash:/etc/postfix/relayhost_map'
 }
 
+# dovecot-masters.cf (name|{SCHEME}hash) -> /etc/dovecot/masterdb (name:hash),
+# as DMS's _create_masters: masterdb is emptied at every rebuild; while the
+# config volume has the file, masterdb is dovecot's (0640) and dovecot.conf's
+# "#!include auth-master.inc" is uncommented (for good: a later removal of the
+# file only empties masterdb). Lines are split at the first "|" like DMS's
+# "IFS='|' read"; a line repeated is written once, with DMS's warning.
+_build_masters() {
+  local masters="${DMS_CONFIG}/dovecot-masters.cf" masterdb=/etc/dovecot/masterdb
+  local tmp login pass line
+  tmp="$(mktemp)"
+  if [[ -f "${masters}" ]]; then
+    while IFS='|' read -r login pass; do
+      line="${login}:${pass}"
+      if grep -qF -- "${line}" "${tmp}"; then
+        _log warn "Login '${login}' will not be added to '${masterdb}' twice"
+      else
+        printf '%s\n' "${line}" >>"${tmp}"
+      fi
+    done < <(_valid_lines "${masters}")
+    _install_file "${masterdb}" dovecot:dovecot 0640 <"${tmp}"
+    sed -i -e 's/^#\(!include auth-master\.inc\)$/\1/' /etc/dovecot/dovecot.conf
+    _log debug "Built ${masterdb}"
+  else
+    _install_file "${masterdb}" root:root 0644 <"${tmp}"
+  fi
+  rm -f "${tmp}"
+}
+
 _build_relay() {
   if ! _relay_in_use; then
     _log debug "No relay host configured"
@@ -334,6 +362,7 @@ _build_relay() {
 # Everything derived from the watched files.
 _build_from_watched_files() {
   _build_accounts
+  _build_masters
   _build_vhost
   _build_aliases
   _build_relay
