@@ -20,6 +20,7 @@ from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
     is_self_alias, reconcile_self_aliases, remove_recipients_everywhere, split_recipients,
 )
 from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._hashing import split_stored
 from ansible_collections.dms.mailserver.plugins.module_utils._passwords import (
     check_password_options, decide_hashes, require_schemes,
 )

@@ -22,7 +22,7 @@ import os
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _accounts, _aliases, _config, _dkim, _relay
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
-from ansible_collections.dms.mailserver.plugins.module_utils._hashing import HashError, can_verify, run_jobs
+from ansible_collections.dms.mailserver.plugins.module_utils._hashing import HashError, can_verify, run_jobs, split_stored
 
 CONTAINER_CONFIG_DIR = '/tmp/docker-mailserver'
 # DMS's change detector (helpers/change-detection.sh): the sums of the files it last applied, and the table
@@ -71,7 +71,7 @@ def drift_accounts(cfg, items, options):
             continue
         fields = []
         stored = existing.value.split('|', 1)[0].strip()
-        if e['scheme'] is not None and _accounts.split_stored(stored)[0] != e['scheme']:
+        if e['scheme'] is not None and split_stored(stored)[0] != e['scheme']:
             fields.append('scheme')
         if e['quota'] is not None:
             own = quotas.get(address)
