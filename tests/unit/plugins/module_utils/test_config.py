@@ -448,8 +448,8 @@ def test_custom_commands_change_override_files_as_dms_does():
 @pytest.mark.parametrize('before, after, restart', [
     (None, 'set-option-for-module actions add_header 7\n', False),
     ('set-option-for-module actions add_header 7\n', 'set-option-for-module actions add_header 8\n', False),
-    ('set-option-for-module actions add_header 7\n', 'set-option-for-module actions add_header 7\n'
-                                                      'set-common-option dns_timeout 2s\n', False),
+    ('set-option-for-module actions add_header 7\n',
+     'set-option-for-module actions add_header 7\nset-common-option dns_timeout 2s\n', False),
     # A removed command keeps its effect in the running container.
     ('set-option-for-module actions add_header 7\nset-common-option dns_timeout 2s\n',
      'set-option-for-module actions add_header 7\n', True),
