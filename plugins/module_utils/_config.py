@@ -412,22 +412,147 @@ def _normalize_content(content, relpath, kind):
 
 
 def _check_custom_commands(content):
-    for number, text in enumerate(content.split('\n'), 1):
-        words = text.split()
-        if not words or words[0].startswith('#'):
-            continue
-        command = words[0]
+    lines = custom_commands(content)
+    for number, command, args in lines:
         where = 'content: line %d' % number
         if command not in CUSTOM_COMMANDS:
             raise v.ValidationError('%s: %r is not a command of DMS\'s custom-commands.conf (%s)'
                                     % (where, command, ', '.join(sorted(CUSTOM_COMMANDS))))
-        if len(words) - 1 < CUSTOM_COMMANDS[command]:
-            raise v.ValidationError('%s: %s takes %d argument(s)' % (where, command, CUSTOM_COMMANDS[command]))
+        given = len([arg for arg in args if arg])
+        if given < CUSTOM_COMMANDS[command]:
+            raise v.ValidationError('%s: %s takes %d argument(s)%s' % (
+                where, command, CUSTOM_COMMANDS[command],
+                '; without them DMS\'s script stops (its start-up fails, or its change detector exits)'
+                if command.startswith('set-') or command.endswith('-module') else ''))
         if command in ('disable-module', 'enable-module', 'set-option-for-module', 'add-line'):
-            target = words[1]
+            target = args[0]
             if '/' in target or target.startswith('.'):
                 raise v.ValidationError('%s: %r names a file in /etc/rspamd/override.d/; it must not contain "/" or '
                                         'start with "."' % (where, target))
+        if command.startswith('set-'):
+            option, value = (args[1], args[2]) if command == 'set-option-for-module' else (args[0], _joined(args))
+            if not CUSTOM_OPTION.match(option):
+                raise v.ValidationError('%s: option %r: DMS uses the option name as a regular expression (grep -E, '
+                                        'sed -E); use letters, digits, "_" and "-" only' % (where, option))
+            bad = sorted(set(value) & set('|&\\'))
+            if bad:
+                raise v.ValidationError('%s: the value contains %s, which DMS\'s sed command takes as syntax when '
+                                        'the option is already set: the file would not get the value as written'
+                                        % (where, ' '.join(repr(char) for char in bad)))
+    # What a new container makes of the commands must be UCL Rspamd can read.
+    files = simulate_custom_commands({}, lines, live=False)
+    for name in sorted(files):
+        if not name.endswith(('.conf', '.inc')):
+            continue
+        try:
+            _ucl.check(files[name])
+        except _ucl.UclError as exc:
+            raise v.ValidationError('content: the commands write /etc/rspamd/override.d/%s, and the result is not '
+                                    'valid Rspamd UCL (%s); Rspamd would not load it' % (name, exc))
+
+
+# -- Rspamd: what DMS makes of custom-commands.conf and override.d --------------------------------
+#
+# DMS (helpers/rspamd.sh: _rspamd_handle_user_modules_adjustments, the same at v15.1.0 and v16) reads each valid
+# line (not blank, not starting with "#") of custom-commands.conf as "command arg1 arg2 arg3", the last taking the
+# rest of the line, and changes the files of /etc/rspamd/override.d in place. At the first start it runs them after
+# copying the volume's override.d; its change detector runs them again whenever the file changes, on top of what
+# override.d holds then, and empties override.d and copies the volume's files whenever one of those changes or is
+# added (check-for-changes.sh: _rspamd_changes). It does not notice a removed file (it looks for lines of the new
+# checksum list only), and its change detector cannot run enable-module and disable-module (the function they call
+# is defined only in the start-up scripts). So a change applies live exactly only when the live result equals what
+# a new container would make: restart_required says when it does not.
+
+CUSTOM_OPTION = re.compile(r'^[A-Za-z0-9_-]+$')
+
+
+def custom_commands(text):
+    """[(line number, command, [arg1, arg2, arg3])] as DMS reads them (bash ``read -r`` with the default IFS)."""
+    out = []
+    for number, line in enumerate((text or '').split('\n'), 1):
+        stripped = line.strip(' \t')
+        if not stripped or stripped.startswith('#'):
+            continue
+        words = stripped.split(None, 3)
+        words += [''] * (4 - len(words))
+        out.append((number, words[0], words[1:]))
+    return out
+
+
+def _joined(args):
+    """The value of set-option-for-controller / -proxy and set-common-option: "arg2 arg3" less a trailing blank."""
+    value = '%s %s' % (args[1], args[2])
+    return value[:-1] if value.endswith(' ') else value
+
+
+def _set_option(files, name, option, value):
+    lines = files.get(name, '').split('\n')
+    finder = re.compile(re.escape(option) + r'.*=')
+    if any(finder.search(line) for line in lines):
+        cutter = re.compile(r'([ \t]*' + re.escape(option) + r').*')
+        files[name] = '\n'.join(cutter.sub(lambda m: '%s = %s;' % (m.group(1), value), line, count=1)
+                                for line in lines)
+    else:
+        files[name] = files.get(name, '') + '%s = %s;\n' % (option, value)
+
+
+def simulate_custom_commands(files, lines, live):
+    """Apply parsed commands to ``files`` ({name: text} of /etc/rspamd/override.d) as DMS's start-up
+    (``live=False``) or its change detector (``live=True``) does; returns ``files``."""
+    for dummy, command, args in lines:
+        if command in ('enable-module', 'disable-module'):
+            if not live and args[0]:
+                files[args[0] + '.conf'] = 'enabled = %s;\n' % ('true' if command == 'enable-module' else 'false')
+        elif command == 'set-option-for-module':
+            if args[1] and args[2]:
+                _set_option(files, args[0] + '.conf', args[1], args[2])
+        elif command in ('set-option-for-controller', 'set-option-for-proxy', 'set-common-option'):
+            target = {'set-option-for-controller': 'worker-controller.inc',
+                      'set-option-for-proxy': 'worker-proxy.inc'}.get(command, 'options.inc')
+            if args[0]:
+                _set_option(files, target, args[0], _joined(args))
+        elif command == 'add-line' and args[0]:
+            files[args[0]] = files.get(args[0], '') + '%s %s\n' % (args[1], args[2])
+    return files
+
+
+def _volume_overrides(cfg):
+    """{name: text} of the volume's rspamd/override.d/ (what DMS copies into /etc/rspamd/override.d)."""
+    out = {}
+    directory = os.path.join(cfg.path, OVERRIDE_DIR)
+    if not os.path.isdir(directory):
+        return out
+    for name in sorted(os.listdir(directory)):
+        if name.startswith('.') or not os.path.isfile(os.path.join(directory, name)):
+            continue
+        text = cfg.read(OVERRIDE_DIR + name)
+        if text is not None:
+            out[name] = text
+    return out
+
+
+def rspamd_live_differs(cfg, relpath, before, after):
+    """True when DMS's change detector, applying this change to a container that started with ``before``, leaves
+    /etc/rspamd/override.d other than a new container would make it with ``after``."""
+    overrides = _volume_overrides(cfg)
+    if relpath == 'rspamd/custom-commands.conf':
+        started = simulate_custom_commands(dict(overrides), custom_commands(before), live=False)
+        live = started if after is None else simulate_custom_commands(started, custom_commands(after), live=True)
+        fresh = simulate_custom_commands(dict(overrides), custom_commands(after), live=False)
+        return live != fresh
+    name = relpath[len(OVERRIDE_DIR):]
+    commands = custom_commands(cfg.read('rspamd/custom-commands.conf'))
+    old, new = dict(overrides), dict(overrides)
+    old.pop(name, None)
+    new.pop(name, None)
+    if before is not None:
+        old[name] = before
+    if after is not None:
+        new[name] = after
+    started = simulate_custom_commands(old, commands, live=False)
+    # A removed file goes unnoticed; a new or changed one makes DMS empty override.d and copy the volume's files.
+    live = started if after is None else dict(new)
+    return live != simulate_custom_commands(dict(new), commands, live=False)
 
 
 # -- masking ------------------------------------------------------------------------------------
@@ -731,6 +856,8 @@ def plan(cfg, request, tools):
         mode_fixes.append((relpath, request['mode']))
     # Only the content matters to DMS: a mode correction alone needs no new container.
     result['restart_required'] = bool(changed) and request['when'] == START
+    if changed and request['when'] == LIVE and after != before and rspamd_live_differs(cfg, relpath, before, after):
+        result['restart_required'] = True
     result['_mode_fixes'] = mode_fixes
     result['_warnings'] = warnings
     del result['warnings']

@@ -66,7 +66,8 @@ options:
     description:
       - The whole file, for files without a key structure. A final newline is added when missing.
       - C(user-patches.sh) is checked with C(bash -n); Rspamd overrides with the collection's UCL reader;
-        C(rspamd/custom-commands.conf) for DMS's commands and their arguments; the Fail2ban files as INI.
+        C(rspamd/custom-commands.conf) for DMS's commands and their arguments, option names and values DMS's
+        C(sed) would alter, and the UCL of the override files the commands make; the Fail2ban files as INI.
     type: str
   state:
     description:
@@ -118,7 +119,11 @@ notes:
     RV(restart_required) means the container must be recreated."
   - "C(rspamd/custom-commands.conf) and C(rspamd/override.d/*) are also applied live by DMS's change detector
     (with C(ENABLE_RSPAMD=1)), which reloads Rspamd (DMS 15.1 restarts the Rspamd process, DMS 16 sends it
-    SIGHUP): RV(applies_live) is true and RV(restart_required) false. On DMS 15.1 the change detector runs only
+    SIGHUP): RV(applies_live) is true, and RV(restart_required) is false when the change detector's result is what
+    a new container would make. It is true otherwise, as DMS's change detector runs the commands again on top of
+    C(/etc/rspamd/override.d) as it is: a removed command keeps its effect, C(add-line) adds its line again,
+    C(enable-module) and C(disable-module) fail there (only the start-up defines them), an override change wipes
+    what the commands made there, and a removed file goes unnoticed. On DMS 15.1 the change detector runs only
     with C(ACCOUNT_PROVISIONER=FILE); with LDAP these files too need a recreated container."
   - "Restriction guard: DMS puts C(check_recipient_access texthash:/tmp/docker-mailserver/postfix-receive-access.cf)
     into C(smtpd_recipient_restrictions) and C(check_sender_access texthash:/tmp/docker-mailserver/postfix-send-access.cf)
@@ -130,8 +135,9 @@ notes:
   - "Checks on the managed host: C(postconf) (package postfix) against a scratch copy for both Postfix files,
     including that Postfix booleans are C(yes) or C(no); C(doveconf) (package dovecot-core) for C(dovecot.cf) only
     when the host's Dovecot is the version of O(release_line), otherwise the generated setting lists of that
-    Dovecot; C(bash -n) for C(user-patches.sh). C(rspamadm configtest), Fail2ban and Amavis need the container
-    and are not run."
+    Dovecot; C(bash -n) for C(user-patches.sh). C(rspamadm configtest), Fail2ban and Amavis need the container's
+    configuration and are not run; for Rspamd the module checks the UCL of the overrides and of what the custom
+    commands make of them with the collection's own reader, which needs nothing on the host."
 seealso:
   - module: dms.mailserver.dms_dkim
   - name: DMS override configuration
@@ -232,6 +238,8 @@ restart_required:
   description:
     - True when the file's content changed (or, in check mode, would change) and DMS reads it only when a new
       container sets itself up; the container must then be recreated (a restart skips DMS's setup).
+    - For the Rspamd files, true when DMS's change detector would leave Rspamd's configuration other than a new
+      container makes it (see the notes).
   returned: always
   type: bool
 applies_live:

@@ -116,7 +116,7 @@ def test_restart_required_and_applies_live_follow_dms(tmp_path):
     result, changed, dummy, dummy2 = apply(tmp_path, file='postfix-main.cf', settings={'smtputf8_enable': False})
     assert (result['restart_required'], result['applies_live'], changed) == (False, False, [])
     result, changed, dummy, dummy2 = apply(tmp_path, file='rspamd/custom-commands.conf',
-                                           content='disable-module chartable\n')
+                                           content='set-option-for-module actions add_header 7\n')
     assert (result['restart_required'], result['applies_live'], changed) == (False, True,
                                                                              ['rspamd/custom-commands.conf'])
 
@@ -365,6 +365,14 @@ def test_bash_syntax_error_is_refused(tmp_path):
     ('rspamd/custom-commands.conf', 'frobnicate-module x\n', 'not a command'),
     ('rspamd/custom-commands.conf', 'set-option-for-module classifier-bayes\n', 'takes 3'),
     ('rspamd/custom-commands.conf', 'add-line ../../../etc/cron.d/x * * * * * root id\n', 'must not contain "/"'),
+    ('rspamd/custom-commands.conf', 'set-common-option\n', 'takes 2'),
+    ('rspamd/custom-commands.conf', 'set-option-for-controller secure_ip\n', 'takes 2'),
+    ('rspamd/custom-commands.conf', 'enable-module\n', 'takes 1'),
+    ('rspamd/custom-commands.conf', 'set-option-for-module actions add.header 7\n', 'regular expression'),
+    ('rspamd/custom-commands.conf', 'set-common-option dns_timeout 1s|2s\n', "'|'"),
+    ('rspamd/custom-commands.conf', 'set-option-for-module multimap x "a&b"\n', "'&'"),
+    ('rspamd/custom-commands.conf', 'set-option-for-module actions reject "15\n', 'not valid Rspamd UCL'),
+    ('rspamd/custom-commands.conf', 'add-line multimap.conf FOO {\n', 'override.d/multimap.conf'),
     ('fail2ban-jail.cf', 'ignoreip = 192.0.2.1\n', 'INI'),
     ('amavis.cf', 'a\r\nb\n', 'carriage return'),
     ('spamassassin-rules.cf', 'score X \x00 1\n', 'NUL'),
@@ -402,3 +410,77 @@ def test_postfix_boolean_defaults_include_compatibility_level_choices(default, b
 def test_secret_values_of_content_keys_are_hidden_from_the_output():
     found = _config.secret_values(params(content='password = "%s";\nother = visible-value\n' % SECRET))
     assert SECRET in found and not any('visible' in value for value in found)
+
+
+# -- Rspamd custom commands: DMS's model ------------------------------------------------------------
+
+
+def test_custom_commands_are_read_as_dms_reads_them():
+    text = '# comment\n  \n\tset-common-option  dns_timeout   2s   # not a comment\nadd-line a.conf x\n'
+    assert _config.custom_commands(text) == [
+        (3, 'set-common-option', ['dns_timeout', '2s', '# not a comment']),
+        (4, 'add-line', ['a.conf', 'x', '']),
+    ]
+
+
+def test_custom_commands_change_override_files_as_dms_does():
+    lines = _config.custom_commands(
+        'set-option-for-module actions add_header 7\n'      # appended
+        'set-option-for-module actions reject 20\n'         # replaces the line of the volume's file
+        'set-option-for-controller secure_ip "192.0.2.1"\n'
+        'set-common-option dns_max_requests\n'              # value "": DMS writes "dns_max_requests = ;"
+        'add-line actions.conf # end\n'                      # "# end", and a blank when there is no third word
+        'add-line groups.conf x\n'
+        'disable-module neural\n')
+    files = {'actions.conf': 'reject = 15;\n  rewrite_subject = 9;\n'}
+    started = _config.simulate_custom_commands(dict(files), lines, live=False)
+    assert started == {
+        'actions.conf': 'reject = 20;\n  rewrite_subject = 9;\nadd_header = 7;\n# end\n',
+        'worker-controller.inc': 'secure_ip = "192.0.2.1";\n',
+        'options.inc': 'dns_max_requests = ;\n',
+        'groups.conf': 'x \n',
+        'neural.conf': 'enabled = false;\n',
+    }
+    # The change detector cannot run enable-module / disable-module (DMS: "command not found").
+    assert 'neural.conf' not in _config.simulate_custom_commands(dict(files), lines, live=True)
+
+
+@pytest.mark.parametrize('before, after, restart', [
+    (None, 'set-option-for-module actions add_header 7\n', False),
+    ('set-option-for-module actions add_header 7\n', 'set-option-for-module actions add_header 8\n', False),
+    ('set-option-for-module actions add_header 7\n',
+     'set-option-for-module actions add_header 7\nset-common-option dns_timeout 2s\n', False),
+    # A removed command keeps its effect in the running container.
+    ('set-option-for-module actions add_header 7\nset-common-option dns_timeout 2s\n',
+     'set-option-for-module actions add_header 7\n', True),
+    ('set-option-for-module actions add_header 7\n', None, True),
+    # add-line runs again on every change: its line would be there twice.
+    ('add-line actions.conf # one\n', 'add-line actions.conf # one\nset-common-option dns_timeout 2s\n', True),
+    (None, 'add-line actions.conf # one\n', False),
+    # enable-module / disable-module: only a new container runs them.
+    (None, 'disable-module neural\n', True),
+    ('disable-module neural\n', 'disable-module neural\nset-common-option dns_timeout 2s\n', False),
+])
+def test_custom_commands_ask_for_a_new_container_when_dms_cannot_apply_them_live(tmp_path, before, after, restart):
+    if before is not None:
+        write(tmp_path, 'rspamd/custom-commands.conf', before)
+    result, changed, dummy, dummy2 = apply(tmp_path, file='rspamd/custom-commands.conf', content=after,
+                                           state='present' if after is not None else 'absent')
+    assert changed == ['rspamd/custom-commands.conf']
+    assert result['applies_live'] is True
+    assert result['restart_required'] is restart
+
+
+def test_an_override_change_asks_for_a_new_container_when_it_wipes_custom_command_results(tmp_path):
+    result, dummy, dummy2, dummy3 = apply(tmp_path, file='rspamd/override.d/actions.conf', content='reject = 15;\n')
+    assert result['restart_required'] is False
+    write(tmp_path, 'rspamd/custom-commands.conf', 'set-common-option dns_timeout 2s\n')
+    # DMS empties /etc/rspamd/override.d and copies the volume's files: options.inc of the command is gone.
+    result, dummy, dummy2, dummy3 = apply(tmp_path, file='rspamd/override.d/actions.conf', content='reject = 16;\n')
+    assert result['restart_required'] is True
+    # A removed override goes unnoticed by DMS's change detector.
+    os.remove(os.path.join(str(tmp_path), 'rspamd/custom-commands.conf'))
+    result, dummy, dummy2, dummy3 = apply(tmp_path, file='rspamd/override.d/actions.conf', state='absent')
+    assert result['restart_required'] is True
+    result, dummy, dummy2, dummy3 = apply(tmp_path, file='rspamd/override.d/actions.conf', content='reject = 17;\n')
+    assert result['restart_required'] is False
