@@ -40,8 +40,8 @@ from ansible_collections.dms.mailserver.plugins.module_utils._configdir import C
 
 FETCHMAIL_RELPATH = 'fetchmail.cf'
 MODE = 0o600
-ENTRY_FIELDS = ('server', 'protocol', 'port', 'username', 'password', 'ssl', 'keep', 'folders', 'target',
-                'fetcher', 'state')
+ENTRY_FIELDS = ('server', 'protocol', 'port', 'username', 'password', 'ssl', 'cleartext', 'keep', 'folders',
+                'target', 'fetcher', 'state')
 PROTOCOLS = ('pop3', 'imap')
 FETCHERS = ('fetchmail', 'getmail')
 # DMS's /etc/fetchmailrc_general, which it puts before fetchmail.cf.
@@ -154,7 +154,7 @@ def _normalize_entry(raw, field):
     entry = dict(state=state, fetcher=fetcher, server=server, username=username, field=field,
                  key=entry_key(server, username))
     if state == 'absent':
-        for name in ('protocol', 'port', 'password', 'ssl', 'keep', 'folders', 'target'):
+        for name in ('protocol', 'port', 'password', 'ssl', 'cleartext', 'keep', 'folders', 'target'):
             if raw[name] is not None:
                 _fail(field(name), 'has no meaning with state=absent (the entry is found by server and username)')
         return entry
@@ -176,6 +176,12 @@ def _normalize_entry(raw, field):
         _fail(field('ssl'), 'must be true or false')
     if not isinstance(keep, bool):
         _fail(field('keep'), 'must be true or false')
+    cleartext = bool(raw['cleartext'])
+    if cleartext and ssl:
+        _fail(field('cleartext'), 'contradicts ssl=true (implicit TLS); set ssl: false as well')
+    if fetcher == 'getmail' and not ssl and not cleartext:
+        _fail(field('ssl'), 'false with fetcher=getmail logs in without any TLS (getmail has no STARTTLS); set '
+                            'cleartext: true to accept that, or keep ssl: true')
     folders = raw['folders']
     if folders is not None:
         if not isinstance(folders, list):
@@ -190,8 +196,8 @@ def _normalize_entry(raw, field):
         _fail(field('keep'), 'false cannot be set per getmail file: DMS puts its [options] (delete = false) before '
                              'every file, and getmail refuses a second [options] section; change the base options '
                              'in getmail/getmailrc_general.cf (dms.mailserver.dms_config) instead')
-    entry.update(protocol=protocol, port=port, password=password, target=target, ssl=ssl, keep=keep,
-                 folders=folders or [])
+    entry.update(protocol=protocol, port=port, password=password, target=target, ssl=ssl, cleartext=cleartext,
+                 keep=keep, folders=folders or [])
     return entry
 
 
@@ -364,7 +370,7 @@ def plan(cfg, params, entries, fetchmail_binary=None, run=None):
         touched = False
         if e['fetcher'] == 'fetchmail':
             line = rc.render_poll(e['server'], e['protocol'], e['port'], e['username'], password, e['target'],
-                                  e['ssl'], e['keep'], e['folders'])
+                                  e['ssl'], e['keep'], e['folders'], e['cleartext'])
             _check_round_trip(line, e, password)
             if fm_found:
                 first = fm_found[0]

@@ -265,12 +265,14 @@ def mask(text, token_for):
     return ''.join(out)
 
 
-def render_poll(server, protocol, port, username, password, target, ssl, keep, folders):
+def render_poll(server, protocol, port, username, password, target, ssl, keep, folders, cleartext=False):
     """One ``poll`` statement, on one line, in the order fetchmail's grammar wants.
 
     ``poll SERVER proto P [service PORT] user USER pass PASS is TARGET here
-    keep|nokeep [folder F, ...] [ssl]``.  ``nokeep`` is written out (it is
-    fetchmail's default) so that the file says what happens to remote mail.
+    keep|nokeep [folder F, ...] [ssl | sslproto '']``.  ``nokeep`` is written
+    out (it is fetchmail's default) so that the file says what happens to
+    remote mail.  Without ``ssl`` fetchmail 6.4 insists on STARTTLS;
+    ``sslproto ''`` (``cleartext``) lets it log in without any TLS.
     """
     parts = ['poll', quote(server), 'proto', protocol]
     if port is not None:
@@ -281,4 +283,6 @@ def render_poll(server, protocol, port, username, password, target, ssl, keep, f
         parts += ['folder', ','.join(quote(folder) for folder in folders)]
     if ssl:
         parts.append('ssl')
+    elif cleartext:
+        parts += ['sslproto', "''"]
     return ' '.join(parts)

@@ -68,8 +68,18 @@ options:
     description:
       - Connect with implicit TLS (POP3S, IMAPS). fetchmail checks the server's certificate (fetchmail 6.4's
         default); getmail uses its SSL retrievers.
+      - V(false) with fetchmail means STARTTLS, which fetchmail 6.4 then requires (it fails when the server does
+        not offer it); with getmail, whose plain retrievers have no STARTTLS, it means no TLS at all and needs
+        O(cleartext=true).
+      - Defaults to V(true).
     type: bool
-    default: true
+  cleartext:
+    description:
+      - Allow a login without any TLS, password in clear text, with O(ssl=false). fetchmail gets C(sslproto '')
+        (without it fetchmail 6.4 insists on STARTTLS); getmail needs it to accept its plain retrievers.
+      - Only for a server on a network you trust (the same host, a private link).
+      - Defaults to V(false).
+    type: bool
   keep:
     description:
       - V(true) leaves the fetched messages on the remote server (C(keep); with IMAP only unseen messages are
@@ -132,6 +142,9 @@ options:
         type: str
       ssl:
         description: See O(ssl).
+        type: bool
+      cleartext:
+        description: See O(cleartext).
         type: bool
       keep:
         description: See O(keep).
@@ -289,7 +302,7 @@ from ansible_collections.dms.mailserver.plugins.module_utils._common import comm
 STATES = ['present', 'absent']
 PROTOCOLS = ['pop3', 'imap']
 FETCHERS = ['fetchmail', 'getmail']
-SINGLE = ('server', 'protocol', 'port', 'username', 'password', 'ssl', 'keep', 'folders', 'target')
+SINGLE = ('server', 'protocol', 'port', 'username', 'password', 'ssl', 'cleartext', 'keep', 'folders', 'target')
 
 
 def main():
@@ -301,6 +314,7 @@ def main():
         username=dict(type='str'),
         password=dict(type='str', no_log=True),
         ssl=dict(type='bool'),
+        cleartext=dict(type='bool'),
         keep=dict(type='bool'),
         folders=dict(type='list', elements='str'),
         target=dict(type='str'),
@@ -313,6 +327,7 @@ def main():
             username=dict(type='str', required=True),
             password=dict(type='str', no_log=True),
             ssl=dict(type='bool'),
+            cleartext=dict(type='bool'),
             keep=dict(type='bool'),
             folders=dict(type='list', elements='str'),
             target=dict(type='str'),

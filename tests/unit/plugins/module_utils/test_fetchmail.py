@@ -26,6 +26,7 @@ FM = 'fetchmail.cf'
 def params(**kwargs):
     base = dict(server=None, protocol=None, port=None, username=None, password=None, ssl=None, keep=None,
                 folders=None, target=None, fetcher='fetchmail', state='present', fetches=None, exclusive=False,
+                cleartext=None,
                 validate=True)
     base.update(kwargs)
     return base
@@ -33,7 +34,7 @@ def params(**kwargs):
 
 def item(**kwargs):
     base = dict(server=None, protocol=None, port=None, username=None, password=None, ssl=None, keep=None,
-                folders=None, target=None, fetcher=None, state=None)
+                folders=None, target=None, fetcher=None, state=None, cleartext=None)
     base.update(kwargs)
     return base
 
@@ -322,3 +323,19 @@ def test_real_fetchmail_accepts_what_the_module_writes(cdir):
     out = subprocess.run(['fetchmail', '--configdump', '-f', os.path.join(str(cdir), FM)], capture_output=True,
                          check=True, env=dict(os.environ, HOME=str(cdir))).stdout.decode()
     assert '"password":"it\'s a \\\\ \\"pw\\""' in out or "it's a" in out
+
+
+def test_cleartext_writes_sslproto_empty_for_fetchmail(cdir):
+    apply(cdir, **dict(ALICE, ssl=False, cleartext=True))
+    assert read(cdir, FM).rstrip('\n').endswith("here keep sslproto ''")
+    apply(cdir, **dict(ALICE, ssl=False))     # STARTTLS: fetchmail 6.4's default without ssl
+    assert read(cdir, FM).rstrip('\n').endswith('here keep')
+
+
+def test_cleartext_rules(cdir):
+    with pytest.raises(ValidationError, match=r'^cleartext: contradicts ssl=true'):
+        _fetchmail.normalize(params(**dict(ALICE, cleartext=True)))
+    with pytest.raises(ValidationError, match=r'^ssl: false with fetcher=getmail logs in without any TLS'):
+        _fetchmail.normalize(params(**dict(ALICE, ssl=False, fetcher='getmail')))
+    entries, dummy = _fetchmail.normalize(params(**dict(ALICE, ssl=False, cleartext=True, fetcher='getmail')))
+    assert entries[0]['cleartext'] is True
