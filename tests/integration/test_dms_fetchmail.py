@@ -38,6 +38,8 @@ GETMAIL = 'getmail-remote@example.com'
 LATER = 'later-remote@example.com'
 FETCHMAIL_POLL = 5
 DELIVERY_TIMEOUT = 60
+# The start of a container with three more daemons, on a machine the suite shares with other tests.
+START_TIMEOUT = 2 * READY_TIMEOUT
 ENV = {'ENABLE_FETCHMAIL': '1', 'FETCHMAIL_POLL': str(FETCHMAIL_POLL), 'ENABLE_GETMAIL': '1', 'GETMAIL_POLL': '1',
        'ENABLE_POP3': '1', 'ENABLE_OPENDKIM': '0', 'ENABLE_QUOTAS': '0'}
 
@@ -101,7 +103,15 @@ class Lab:
             args += ['-e', '%s=%s' % (key, value)]
         proc = _run(*args, IMAGES[self.line], check=False)
         assert proc.returncode == 0, proc.stderr
-        self.box = Box(self.name, self.config).wait_ready()
+        self.box = Box(self.name, self.config)
+
+        def ready():
+            if 'is up and running' in self.box.logs():
+                return True
+            if self.box.inspect('{{.State.Running}}') != 'true':
+                pytest.fail('%s stopped before it was ready%s' % (self.name, self.box.diagnostics()))
+            return False
+        _wait(ready, START_TIMEOUT, '%s not ready' % self.name, self.box)
 
     def remove(self):
         _run('docker', 'rm', '-f', '-v', self.name, check=False)
