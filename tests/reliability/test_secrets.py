@@ -59,7 +59,7 @@ _CORE_ARGS_ECHO = re.compile(r'^.*done with _execute_module \(dms\.mailserver\.d
 
 
 def _scenario(cfg):
-    """Tasks of all five modules, and the secrets they are given or find on disk.
+    """Tasks of all six modules, and the secrets they are given or find on disk.
 
     The tasks take their secrets from variables (a vars file passed with ``-e @file``), as playbooks do with
     Ansible Vault: ansible-core 2.19 shows the playbook lines around a failed task, so a literal written into
@@ -67,8 +67,10 @@ def _scenario(cfg):
     """
     arg = dict((name, _token(name)) for name in ('new', 'changed', 'blf', 'argon', 'relay', 'relay_host', 'check',
                                                  'given', 'badnl', 'badspace', 'badctl', 'badhash', 'both',
-                                                 'cfg_main', 'cfg_override', 'cfg_amavis', 'cfg_bad'))
+                                                 'cfg_main', 'cfg_override', 'cfg_amavis', 'cfg_bad',
+                                                 'fetch', 'fetch_getmail', 'fetch_bad'))
     old_account_pw, old_relay_pw = _token('old'), _token('oldrelay')
+    old_fetch_pw, old_getmail_pw = _token('oldfetch'), _token('oldgetmail')
     given_hash = doveadm_hash(arg['given'])
     old_hash = doveadm_hash(old_account_pw)
     old_key = pem_pkcs8(generate_key('rsa', 1024))
@@ -76,6 +78,10 @@ def _scenario(cfg):
         'postfix-accounts.cf': 'changed@example.com|%s\n' % old_hash,
         'postfix-sasl-password.cf': '@example.com relayuser:%s\n' % old_relay_pw,
         'opendkim/keys/old.example.org/mail.private': old_key,
+        'fetchmail.cf': "poll 'old.example.net' proto pop3 user 'old' pass '%s' is 'changed@example.com' here\n"
+                        % old_fetch_pw,
+        'getmail/old.cf': '[retriever]\ntype = SimpleIMAPSSLRetriever\nserver = oldg.example.net\nusername = oldg\n'
+                          'password = %s\n' % old_getmail_pw,
     })
     # A bulk call: with 64 or more no_log values the module prunes the set ansible-core masks (see _common.py).
     bulk = [_token('bulk') for dummy in range(BULK)]
@@ -83,7 +89,8 @@ def _scenario(cfg):
     variables['s_bulk'] = [{'address': 'bulk%d@example.com' % i, 'password': pw} for i, pw in enumerate(bulk)]
     variables.update(s_given_hash=given_hash, s_badnl=arg['badnl'] + '\nsecond line',
                      s_badspace=arg['badspace'] + ' ', s_badctl=arg['badctl'] + '\x07',
-                     s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'], s_badcfg=arg['cfg_bad'] + '\nx = y')
+                     s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'], s_badcfg=arg['cfg_bad'] + '\nx = y',
+                     s_fetch_bad=arg['fetch_bad'] + "'\npoll evil.example")
 
     def var(name):
         return '{{ s_%s }}' % name
@@ -121,6 +128,15 @@ def _scenario(cfg):
              content='password = "%s";\n' % var('cfg_override')),
         task('dms_config', 'amavis.cf with no_log_content', config_dir=c, file='amavis.cf', no_log_content=True,
              content='$sql_password = "%s";\n1;\n' % var('cfg_amavis')),
+        # Remote mailboxes: two new ones, and two whose passwords the module reads on disk and keeps.
+        task('dms_fetchmail', 'remote mailboxes', config_dir=c, fetches=[
+            {'server': 'pop.example.net', 'protocol': 'pop3', 'username': 'f1', 'password': var('fetch'),
+             'target': 'new@example.com'},
+            {'server': 'imap.example.net', 'username': 'g1', 'password': var('fetch_getmail'), 'fetcher': 'getmail',
+             'target': 'new@example.com'},
+            {'server': 'old.example.net', 'protocol': 'imap', 'username': 'old', 'target': 'changed@example.com'},
+            {'server': 'oldg.example.net', 'username': 'oldg', 'target': 'changed@example.com'},
+        ]),
     ]
     rejected = [
         task('dms_account', 'password with a line break', config_dir=c, address='x@example.com',
@@ -134,11 +150,14 @@ def _scenario(cfg):
              password_hash=var('given_hash')),
         task('dms_config', 'a secret-named setting with a line break', config_dir=c, file='postfix-main.cf',
              settings={'smtp_sasl_password': var('badcfg')}),
+        task('dms_fetchmail', 'remote password with a quote and a line break', config_dir=c,
+             server='pop.example.org', username='u', password=var('fetch_bad'), target='new@example.com'),
     ]
     tasks += [dict(item, ignore_errors=True) for item in rejected]
     return {'tasks': tasks, 'rejected': len(rejected), 'vars': variables,
             'args': list(arg.values()) + bulk + _hash_pieces(given_hash),
-            'disk': [old_account_pw, old_relay_pw] + _hash_pieces(old_hash), 'old_key': old_key}
+            'disk': [old_account_pw, old_relay_pw, old_fetch_pw, old_getmail_pw] + _hash_pieces(old_hash),
+            'old_key': old_key}
 
 
 def _produced(cfg, scenario):
@@ -212,14 +231,14 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
                needles + scenario['args'], pieces)
         seen += len(needles) + len(pieces) + len(scenario['args'])
         size = sum(len(text) for text in haystacks.values()) // 1024
-        note('secrets: %s run, %d tasks of all five modules at -vvvv --diff%s: no password, hash or key chunk '
+        note('secrets: %s run, %d tasks of all six modules at -vvvv --diff%s: no password, hash or key chunk '
              'in %d KiB of output and log' % ('ANSIBLE_DEBUG=1' if debug else 'plain', len(scenario['tasks']),
                                               ' with ANSIBLE_DEBUG=1 (task arguments only in ansible-core\'s own '
                                               'argument echo)' if debug else '', size))
 
     # The sampler really watched the module processes while they ran.
     modules = set(re.findall(r'AnsiballZ_(dms_[a-z]+)\.py', '\n'.join(sampler.seen)))
-    assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config'}, modules
+    assert modules == {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config', 'dms_fetchmail'}, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
          'rounds, including every module\'s process'
          % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))
