@@ -240,3 +240,34 @@ def test_health_check_counts_fetchmail_and_getmail(lab):
           'not healthy', lab.box)
     status = lab.box.exec('supervisorctl', 'status', 'fetchmail', 'getmail', check=False).stdout
     assert status.count('RUNNING') == 2, status
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The mailserver role: dms_fetches switches the fetchers on (no container needed: its validation tasks only)
+
+@pytest.mark.parametrize('fetches,env,expected,warned', [
+    ([{'server': 'a.example', 'username': 'u'}], {}, (1, None), None),
+    ([{'server': 'a.example', 'username': 'u', 'fetcher': 'getmail'},
+      {'server': 'b.example', 'username': 'u', 'state': 'absent'}], {}, (None, 1), None),
+    ([{'server': 'a.example', 'username': 'u'}], {'ENABLE_FETCHMAIL': 0}, (0, None), 'fetchmail'),
+    ([], {}, (None, None), None),
+], ids=['fetchmail-on', 'getmail-on-absent-ignored', 'fetchmail-off-warns', 'none'])
+def test_role_sets_enable_fetchmail_getmail_and_warns_when_off(tmp_path, fetches, env, expected, warned):
+    tasks = [
+        {'name': 'validate', 'ansible.builtin.include_role': {'name': 'dms.mailserver.mailserver',
+                                                              'tasks_from': 'validate'},
+         'vars': {'dms_hostname': HOSTNAME, 'dms_image': 'dms-test:16', 'dms_release_line': '16',
+                  'dms_fetches': fetches, 'dms_env': env}},
+        {'name': 'show', 'ansible.builtin.set_fact': {
+            'fetch_env': "{{ [dms_effective_env.ENABLE_FETCHMAIL | default(none), "
+                         "dms_effective_env.ENABLE_GETMAIL | default(none)] }}"}},
+    ]
+    play = run_play(tmp_path, tasks, name='role')
+    assert not play.failed, play.stdout[-3000:] + play.stderr[-3000:]
+    assert tuple(play.result['ansible_facts']['fetch_env']) == expected
+    warnings = [r.get('msg', '') for t in play.tasks for r in t.get('results', [])
+                if 'dms_fetches has' in str(r.get('msg', ''))]
+    if warned:
+        assert len(warnings) == 1 and 'has %s mailboxes but dms_env sets' % warned in warnings[0], warnings
+    else:
+        assert not warnings
