@@ -296,6 +296,19 @@ def _check_round_trip(line, e, password):
         raise ConfigDirError('fetchmail.cf: the statement for %s does not read back as written' % e['key'])
 
 
+def _passwords(text):
+    """Every password of a fetchmailrc text (longest first), for scrubbing messages."""
+    found = set()
+    try:
+        for start, end in rc.password_spans(text):
+            raw = text[start:end]
+            found.add(rc.unescape(raw[1:-1] if raw[:1] in '\'"' else raw))
+            found.add(raw)
+    except rc.RcError:
+        pass
+    return sorted((secret for secret in found if secret), key=len, reverse=True)
+
+
 def validate_fetchmail(text, binary, run=None):
     """Let fetchmail read DMS's combined rc (general options + fetchmail.cf) from a private scratch copy.
 
@@ -317,6 +330,9 @@ def validate_fetchmail(text, binary, run=None):
         if proc.returncode == 0:
             return None
         err = proc.stderr.decode('utf-8', 'replace') if isinstance(proc.stderr, bytes) else (proc.stderr or '')
+        # fetchmail may quote a token of the file: no password of it (also those read on disk) is shown.
+        for secret in _passwords(text):
+            err = err.replace(secret, '********')
         lines = [line for line in err.splitlines() if line.strip() and 'Running as root' not in line]
         return lines or ['fetchmail exited with status %d' % proc.returncode]
     finally:

@@ -339,3 +339,16 @@ def test_cleartext_rules(cdir):
         _fetchmail.normalize(params(**dict(ALICE, ssl=False, fetcher='getmail')))
     entries, dummy = _fetchmail.normalize(params(**dict(ALICE, ssl=False, cleartext=True, fetcher='getmail')))
     assert entries[0]['cleartext'] is True
+
+
+def test_fetchmail_message_never_shows_a_password_of_the_file(cdir):
+    write(cdir, FM, "poll other.example user 'x' pass 'Disk-Pw-On-Host' is 'bob@example.com'\n", 0o600)
+
+    class Proc:
+        returncode = 1
+        stdout = b''
+        stderr = b"fetchmail: rc:5: syntax error at Disk-Pw-On-Host and Unit-Fetch-Secret-9d2e\n"
+    with pytest.raises(ConfigDirError) as exc:
+        apply(cdir, binary='/usr/bin/fetchmail', run=lambda argv, **kw: Proc(), **ALICE)
+    assert 'Disk-Pw-On-Host' not in str(exc.value) and SECRET not in str(exc.value)
+    assert '********' in str(exc.value)
