@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: dms_fetchmail
 short_description: Manage the remote mailboxes docker-mailserver collects mail from (fetchmail and getmail)
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Keeps the remote POP3 and IMAP mailboxes that docker-mailserver (DMS) collects into local accounts in the
     desired state, by editing DMS's config volume in the formats its two fetchers read.
