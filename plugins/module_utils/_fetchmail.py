@@ -373,8 +373,8 @@ def plan(cfg, params, entries, fetchmail_binary=None, run=None):
             continue
 
         if not accounts.has(e['target']):
-            _fail(field('target'), '%r is not an account in postfix-accounts.cf; fetched mail would have nowhere to '
-                                    'go (create it with dms.mailserver.dms_account first)' % e['target'])
+            _fail(field('target'), '%r is not an account in postfix-accounts.cf; fetched mail would have nowhere '
+                                   'to go (create it with dms.mailserver.dms_account first)' % e['target'])
         password = e['password']
         if password is None:
             current = [fm.statements[i].password() for i in fm_found] + [item[1] for item in gm_found]

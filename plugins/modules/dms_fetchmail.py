@@ -84,7 +84,7 @@ options:
     description:
       - V(true) leaves the fetched messages on the remote server (C(keep); with IMAP only unseen messages are
         fetched). V(false) deletes them after delivery (C(nokeep)).
-      - V(false) is refused with O(fetcher=getmail): DMS puts its own C([options]) section (with C(delete =
+      - V(false) is refused with O(fetcher=getmail). DMS puts its own C([options]) section (with C(delete =
         false)) before every getmail file, and getmail refuses a second one. Change the base options in
         C(getmail/getmailrc_general.cf) for that.
       - Defaults to V(true).
