@@ -19,7 +19,6 @@ import os
 import time
 import uuid
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 
 import pytest
 from dmstest import doveadm_hash, run_play, snapshot

@@ -76,6 +76,13 @@ def cdir(tmp_path):
     return tmp_path
 
 
+def merged(base, **changes):
+    """``base`` with ``changes``, as a new dict."""
+    out = dict(base)
+    out.update(changes)
+    return out
+
+
 ALICE = dict(server='imap.remote.example', username='alice.r', password=SECRET, target='alice@example.com')
 
 
@@ -206,18 +213,18 @@ def test_wide_mode_is_corrected_without_content_change(cdir):
 
 def test_unknown_target_is_refused_and_nothing_written(cdir):
     with pytest.raises(ValidationError, match=r"^target: 'carol@example.com' is not an account"):
-        apply(cdir, **dict(ALICE, target='carol@example.com'))
+        apply(cdir, **merged(ALICE, target='carol@example.com'))
     assert read(cdir, FM) is None
 
 
 def test_password_required_to_create(cdir):
     with pytest.raises(ValidationError, match='^password: is required to create'):
-        apply(cdir, **dict(ALICE, password=None))
+        apply(cdir, **merged(ALICE, password=None))
 
 
 def test_absent_removes_from_both_fetchers(cdir):
     apply(cdir, **ALICE)
-    apply(cdir, **dict(ALICE, server='pop.other.example', fetcher='getmail', protocol='pop3'))
+    apply(cdir, **merged(ALICE, server='pop.other.example', fetcher='getmail', protocol='pop3'))
     assert read(cdir, 'getmail/alice.r@pop.other.example.cf') is not None
     result, changed, dummy = apply(cdir, server='IMAP.remote.example', username='alice.r', state='absent')
     assert result['removed'] == ['imap.remote.example/alice.r'] and read(cdir, FM) == ''
@@ -227,7 +234,7 @@ def test_absent_removes_from_both_fetchers(cdir):
 
 
 def test_getmail_file_and_move_between_fetchers(cdir):
-    result, changed, diff = apply(cdir, **dict(ALICE, fetcher='getmail', folders=['INBOX', 'Old']))
+    result, changed, diff = apply(cdir, **merged(ALICE, fetcher='getmail', folders=['INBOX', 'Old']))
     path = 'getmail/alice.r@imap.remote.example.cf'
     assert changed == [path] and mode(cdir, path) == 0o600
     assert SECRET not in str(diff)
@@ -242,7 +249,7 @@ def test_getmail_file_and_move_between_fetchers(cdir):
 
 def test_getmail_keep_false_is_refused(cdir):
     with pytest.raises(ValidationError, match=r'^keep: false cannot be set per getmail file'):
-        apply(cdir, **dict(ALICE, fetcher='getmail', keep=False))
+        apply(cdir, **merged(ALICE, fetcher='getmail', keep=False))
 
 
 def test_getmail_id_is_never_a_path_or_hidden():
@@ -269,7 +276,7 @@ def test_multi_user_statement_is_refused(cdir):
 
 def test_duplicate_items_are_refused():
     with pytest.raises(ValidationError, match=r'^fetches\[1\]\.username: .* listed twice'):
-        _fetchmail.normalize(params(fetches=[item(**ALICE), item(**dict(ALICE, server='IMAP.REMOTE.example'))]))
+        _fetchmail.normalize(params(fetches=[item(**ALICE), item(**merged(ALICE, server='IMAP.REMOTE.example'))]))
 
 
 @pytest.mark.parametrize('name,value,message', [
@@ -284,13 +291,13 @@ def test_duplicate_items_are_refused():
 ])
 def test_hostile_values_are_refused_naming_the_field(name, value, message):
     with pytest.raises(ValidationError, match=r'^%s: .*%s' % (name, message)) as exc:
-        _fetchmail.normalize(params(**dict(ALICE, **{name: value})))
+        _fetchmail.normalize(params(**merged(ALICE, **{name: value})))
     assert SECRET not in str(exc.value)
 
 
 def test_password_never_in_error_messages():
     with pytest.raises(ValidationError) as exc:
-        _fetchmail.normalize(params(**dict(ALICE, password='Secret-With-Newline\n')))
+        _fetchmail.normalize(params(**merged(ALICE, password='Secret-With-Newline\n')))
     assert 'Secret-With-Newline' not in str(exc.value)
 
 
@@ -318,7 +325,7 @@ def test_fetchmail_refusal_writes_nothing(cdir):
 @pytest.mark.skipif(shutil.which('fetchmail') is None, reason='fetchmail is not installed here')
 def test_real_fetchmail_accepts_what_the_module_writes(cdir):
     result, changed, dummy = apply(cdir, binary=shutil.which('fetchmail'),
-                                   **dict(ALICE, password="it's a \\ \"pw\"", folders=['INBOX', 'a b']))
+                                   **merged(ALICE, password="it's a \\ \"pw\"", folders=['INBOX', 'a b']))
     assert result['validated'] == [FM]
     out = subprocess.run(['fetchmail', '--configdump', '-f', os.path.join(str(cdir), FM)], capture_output=True,
                          check=True, env=dict(os.environ, HOME=str(cdir))).stdout.decode()
@@ -326,18 +333,18 @@ def test_real_fetchmail_accepts_what_the_module_writes(cdir):
 
 
 def test_cleartext_writes_sslproto_empty_for_fetchmail(cdir):
-    apply(cdir, **dict(ALICE, ssl=False, cleartext=True))
+    apply(cdir, **merged(ALICE, ssl=False, cleartext=True))
     assert read(cdir, FM).rstrip('\n').endswith("here keep sslproto ''")
-    apply(cdir, **dict(ALICE, ssl=False))     # STARTTLS: fetchmail 6.4's default without ssl
+    apply(cdir, **merged(ALICE, ssl=False))     # STARTTLS: fetchmail 6.4's default without ssl
     assert read(cdir, FM).rstrip('\n').endswith('here keep')
 
 
 def test_cleartext_rules(cdir):
     with pytest.raises(ValidationError, match=r'^cleartext: contradicts ssl=true'):
-        _fetchmail.normalize(params(**dict(ALICE, cleartext=True)))
+        _fetchmail.normalize(params(**merged(ALICE, cleartext=True)))
     with pytest.raises(ValidationError, match=r'^ssl: false with fetcher=getmail logs in without any TLS'):
-        _fetchmail.normalize(params(**dict(ALICE, ssl=False, fetcher='getmail')))
-    entries, dummy = _fetchmail.normalize(params(**dict(ALICE, ssl=False, cleartext=True, fetcher='getmail')))
+        _fetchmail.normalize(params(**merged(ALICE, ssl=False, fetcher='getmail')))
+    entries, dummy = _fetchmail.normalize(params(**merged(ALICE, ssl=False, cleartext=True, fetcher='getmail')))
     assert entries[0]['cleartext'] is True
 
 
