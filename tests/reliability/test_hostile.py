@@ -54,6 +54,10 @@ def _seed(key_pem):
         'rspamd/custom-commands.conf': 'disable-module chartable\n',
         'rspamd/override.d/actions.conf': 'reject = 15;\n',
         'alice@example.com.dovecot.sieve': 'require "fileinto";\nfileinto "Seed";\n',
+        'fetchmail.cf': "# fetches\npoll 'pop.example.net' proto pop3 user 'seed' pass 'Seed-fetch-pw' is "
+                        "'alice@example.com' here keep ssl\n",
+        'getmail/seed.cf': '[retriever]\ntype = SimplePOP3SSLRetriever\nserver = pop.example.net\nusername = gseed\n'
+                           'password = Seed-getmail-pw\n',
     }
 
 
@@ -95,6 +99,10 @@ def master(**args):
     return ('dms_dovecot_master', args)
 
 
+def fetch(**args):
+    return ('dms_fetchmail', args)
+
+
 RECEIVE_ONLY = 'permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination'
 
 
@@ -102,6 +110,17 @@ NEW = {'password': 'Hostile-pw-1'}
 # Passwords long enough that Ansible's no_log masking of them does not garble the messages checked below.
 RELAY = {'host': 'smtp.example.net', 'username': 'u', 'password': 'Hostile-relay-pw'}
 PW = 'Hostile-relay-pw'
+
+
+def merged(base, **changes):
+    """``base`` with ``changes``, as a new dict."""
+    out = dict(base)
+    out.update(changes)
+    return out
+
+
+FETCH = {'server': 'pop.example.net', 'protocol': 'pop3', 'username': 'u', 'password': 'Hostile-fetch-pw',
+         'target': 'alice@example.com'}
 
 # (id, (module, args), expectation)
 INPUT_CASES = [
@@ -232,6 +251,39 @@ INPUT_CASES = [
      fail('password', 'control character')),
     ('relay-password-long', relay(domain='example.org', host='smtp.example.net', username='u', password='p' * 2000),
      fail('password', 'longer than 1024')),
+    # dms_fetchmail: injection into fetchmail.cf statements and getmail files, bad protocol/port, unknown target
+    ('fetch-server-newline', fetch(**merged(FETCH, server='pop.example.net\npoll evil.example user x')),
+     fail('server', 'line break')),
+    ('fetch-server-quote-injection', fetch(**merged(FETCH, server="pop.example.net' user 'x")),
+     fail('server', 'white space')),
+    ('fetch-server-brackets', fetch(**merged(FETCH, server='[pop.example.net]')), fail('server', 'without brackets')),
+    ('fetch-server-traversal', fetch(**merged(FETCH, server='../../etc')), fail('server', 'label')),
+    ('fetch-username-newline', fetch(**merged(FETCH, username="u\npoll 'evil.example' user 'x' is 'root'")),
+     fail('username', 'line break')),
+    ('fetch-password-newline-injection', fetch(**merged(FETCH, password="p'\npoll 'evil.example' user 'x'")),
+     fail('password', 'line break')),
+    ('fetch-password-control', fetch(**merged(FETCH, password='Hostile-fetch-pw\x1b[2J')),
+     fail('password', 'control character')),
+    ('fetch-password-nbsp', fetch(**merged(FETCH, password='Hostile-fetch-pw\u00a0')), fail('password', 'white space')),
+    ('fetch-password-long', fetch(**merged(FETCH, password='p' * 2000)), fail('password', 'longer than 1024')),
+    ('fetch-protocol-bad', fetch(**merged(FETCH, protocol='smtp')), fail('value of protocol', 'pop3, imap')),
+    ('fetch-port-zero', fetch(**merged(FETCH, port=0)), fail('port', '1 to 65535')),
+    ('fetch-port-huge', fetch(**merged(FETCH, port=70000)), fail('port', '1 to 65535')),
+    ('fetch-target-unknown', fetch(**merged(FETCH, target='carol@example.com')),
+     fail('target', 'not an account in postfix-accounts.cf')),
+    ('fetch-target-injection', fetch(**merged(FETCH, target="alice@example.com' here user 'x")),
+     fail('target', 'white space')),
+    ('fetch-folder-newline', fetch(**merged(FETCH, protocol='imap', folders=['INBOX\npoll evil.example'])),
+     fail(r'folders\[0\]', 'line break')),
+    ('fetch-folders-pop3', fetch(**merged(FETCH, folders=['INBOX'])), fail('folders', 'needs protocol=imap')),
+    ('fetch-getmail-keep-false', fetch(**merged(FETCH, fetcher='getmail', keep=False)),
+     fail('keep', 'getmail refuses a second')),
+    ('fetch-getmail-cleartext', fetch(**merged(FETCH, fetcher='getmail', ssl=False)),
+     fail('ssl', 'without any TLS')),
+    ('fetch-bulk-duplicate', fetch(fetches=[dict(FETCH), merged(FETCH, server='POP.example.net')]),
+     fail(r'fetches\[1\]\.username', 'listed twice')),
+    ('fetch-exclusive-single', fetch(exclusive=True, **FETCH), fail('exclusive', 'needs the fetches list')),
+    ('fetch-new-without-password', fetch(**merged(FETCH, password=None)), fail('password', 'required to create')),
     # dms_dkim
     ('dkim-domain-traversal', dkim(domain='../../etc'), fail('domain', 'label')),
     ('dkim-domain-slash', dkim(domain='example.org/../../x'), fail('domain', 'label')),
@@ -416,6 +468,11 @@ NORMALISED = [
      ('postfix-relaymap.cf', r'^@example\.org \[smtp\.example\.net\]:25$', None)),
     ('norm-relay-ipv6', relay(domain='example.org', host='2001:DB8:0:0::1', port=2525),
      ('postfix-relaymap.cf', r'^@example\.org \[2001:db8::1\]:2525$', None)),
+    ('norm-fetch-quotes-escaped', fetch(**merged(FETCH, username="u' is 'root", password="p'w\\x27")),
+     ('fetchmail.cf', r"^poll 'pop\.example\.net' proto pop3 user 'u\\x27 is \\x27root' pass 'p\\x27w\\\\x27' "
+                      r"is 'alice@example\.com' here keep ssl$", None)),
+    ('norm-fetch-getmail-traversal-id', fetch(**merged(FETCH, fetcher='getmail', username='../../../etc/cron.d/x')),
+     ('getmail/_._.._.._etc_cron.d_x@pop.example.net.cf', r'^username = \.\./\.\./\.\./etc/cron\.d/x$', None)),
     ('norm-config-yaml-false', config(file='postfix-main.cf', settings={'smtputf8_enable': False}),
      ('postfix-main.cf', r'^smtputf8_enable = no$', None)),
     ('norm-config-list', config(file='postfix-main.cf', settings={'mynetworks': ['127.0.0.0/8', '192.0.2.0/24']}),
@@ -461,6 +518,9 @@ SYMLINK_CASES = [
     ('link-info-accounts', info(gather=['accounts']), 'postfix-accounts.cf', 'file'),
     ('link-info-sasl', info(gather=['relays']), 'postfix-sasl-password.cf', 'file'),
     ('link-info-private-key', info(gather=['dkim']), 'opendkim/keys/example.com/mail.private', 'file'),
+    ('link-fetchmail', fetch(**FETCH), 'fetchmail.cf', 'file'),
+    ('link-getmail-dir', fetch(**merged(FETCH, fetcher='getmail')), 'getmail', 'dir'),
+    ('link-getmail-file', fetch(**merged(FETCH, fetcher='getmail', username='gseed')), 'getmail/seed.cf', 'file'),
     ('link-accounts', account(address='x@example.com', **NEW), 'postfix-accounts.cf', 'file'),
     ('link-quotas', account(address='alice@example.com', quota='2G'), 'dovecot-quotas.cf', 'file'),
     ('link-send-access', account(address='alice@example.com', restrict=[]), 'postfix-send-access.cf', 'file'),

@@ -70,8 +70,9 @@ def _scenario(cfg):
                                                  'cfg_main', 'cfg_override', 'cfg_amavis', 'cfg_bad', 'info',
                                                  'info_relay', 'info_bad',
                                                  'master', 'master_changed', 'master_check', 'master_given',
-                                                 'master_badhash'))
+                                                 'master_badhash', 'fetch', 'fetch_getmail', 'fetch_bad'))
     old_account_pw, old_relay_pw, old_master_pw = _token('old'), _token('oldrelay'), _token('oldmaster')
+    old_fetch_pw, old_getmail_pw = _token('oldfetch'), _token('oldgetmail')
     given_hash = doveadm_hash(arg['given'])
     old_hash = doveadm_hash(old_account_pw)
     old_master_hash = doveadm_hash(old_master_pw)
@@ -82,6 +83,10 @@ def _scenario(cfg):
         'postfix-sasl-password.cf': '@example.com relayuser:%s\n' % old_relay_pw,
         'dovecot-masters.cf': 'changedmaster|%s\nremovedmaster|%s\n' % (old_master_hash, old_master_hash),
         'opendkim/keys/old.example.org/mail.private': old_key,
+        'fetchmail.cf': "poll 'old.example.net' proto pop3 user 'old' pass '%s' is 'changed@example.com' here\n"
+                        % old_fetch_pw,
+        'getmail/old.cf': '[retriever]\ntype = SimpleIMAPSSLRetriever\nserver = oldg.example.net\nusername = oldg\n'
+                          'password = %s\n' % old_getmail_pw,
     })
     # A bulk call: with 64 or more no_log values the module prunes the set ansible-core masks (see _common.py).
     bulk = [_token('bulk') for dummy in range(BULK)]
@@ -90,7 +95,8 @@ def _scenario(cfg):
     variables.update(s_given_hash=given_hash, s_given_master_hash=given_master_hash,
                      s_master_badhash='{BLF-CRYPT}$2y$' + arg['master_badhash'], s_badnl=arg['badnl'] + '\nsecond line',
                      s_badspace=arg['badspace'] + ' ', s_badctl=arg['badctl'] + '\x07',
-                     s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'], s_badcfg=arg['cfg_bad'] + '\nx = y')
+                     s_badhash='{SHA512-CRYPT}$6$' + arg['badhash'], s_badcfg=arg['cfg_bad'] + '\nx = y',
+                     s_fetch_bad=arg['fetch_bad'] + "'\npoll evil.example")
 
     def var(name):
         return '{{ s_%s }}' % name
@@ -146,6 +152,15 @@ def _scenario(cfg):
                                       {'address': 'changed@example.com', 'password': var('info')}],
                          'relays': [{'domain': 'example.com', 'host': 'smtp.example.net', 'port': 587,
                                      'username': 'relayuser', 'password': var('info_relay')}]}),
+        # Remote mailboxes: two new ones, and two whose passwords the module reads on disk and keeps.
+        task('dms_fetchmail', 'remote mailboxes', config_dir=c, fetches=[
+            {'server': 'pop.example.net', 'protocol': 'pop3', 'username': 'f1', 'password': var('fetch'),
+             'target': 'new@example.com'},
+            {'server': 'imap.example.net', 'username': 'g1', 'password': var('fetch_getmail'), 'fetcher': 'getmail',
+             'target': 'new@example.com'},
+            {'server': 'old.example.net', 'protocol': 'imap', 'username': 'old', 'target': 'changed@example.com'},
+            {'server': 'oldg.example.net', 'username': 'oldg', 'target': 'changed@example.com'},
+        ]),
     ]
     rejected = [
         task('dms_account', 'password with a line break', config_dir=c, address='x@example.com',
@@ -167,12 +182,14 @@ def _scenario(cfg):
              settings={'smtp_sasl_password': var('badcfg')}),
         task('dms_info', 'compare_to with a malformed address next to a password', config_dir=c,
              compare_to={'accounts': [{'address': 'not-an-address', 'password': var('info_bad')}]}),
+        task('dms_fetchmail', 'remote password with a quote and a line break', config_dir=c,
+             server='pop.example.org', username='u', password=var('fetch_bad'), target='new@example.com'),
     ]
     tasks += [dict(item, ignore_errors=True) for item in rejected]
     return {'tasks': tasks, 'rejected': len(rejected), 'vars': variables,
             'args': list(arg.values()) + bulk + _hash_pieces(given_hash) + _hash_pieces(given_master_hash),
-            'disk': [old_account_pw, old_relay_pw, old_master_pw] + _hash_pieces(old_hash)
-            + _hash_pieces(old_master_hash), 'old_key': old_key}
+            'disk': [old_account_pw, old_relay_pw, old_master_pw, old_fetch_pw, old_getmail_pw]
+            + _hash_pieces(old_hash) + _hash_pieces(old_master_hash), 'old_key': old_key}
 
 
 def _produced(cfg, scenario):
@@ -257,7 +274,7 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
     modules = set(re.findall(r'AnsiballZ_(dms_[a-z_]+)\.py', '\n'.join(sampler.seen)))
     # (A superset: /proc shows every process of the machine, other runs' modules too.)
     assert modules >= {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config', 'dms_sieve', 'dms_info',
-                       'dms_dovecot_master'}, modules
+                       'dms_dovecot_master', 'dms_fetchmail'}, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
          'rounds, including every module\'s process'
          % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))
