@@ -279,6 +279,11 @@ def _applied_quota_keys(quotas):
 def read_accounts(cfg):
     """The accounts of ``postfix-accounts.cf`` in file order, one dict each, without their hashes.
 
+    Lean records: ``address`` and ``scheme`` always; ``quota``, ``quota_applied``, ``restrict``,
+    ``extra_fields`` and ``aliases`` only when the account has one (a quota line, a restriction, Dovecot extra
+    fields, an alias), so that 10,000 accounts make a result ansible-core handles quickly (every key and every
+    empty list costs time in ``exit_json`` and on the controller).
+
     ``quota`` is the account's own line of ``dovecot-quotas.cf`` (what ``dms_account`` writes);
     ``quota_applied`` is the line DMS applies (its lookup is a substring match, so a longer address's line
     standing before it wins) and is only there when it differs.  ``aliases`` are the keys of the
@@ -309,12 +314,18 @@ def read_accounts(cfg):
             continue
         seen.add(norm)
         fields = entry.value.split('|')
-        item = dict(address=entry.key, scheme=split_stored(fields[0].strip())[0], quota=quota_values.get(norm),
-                    restrict=sorted(rejected.get(norm, ())),
-                    extra_fields=any(field.strip() for field in fields[1:]),
-                    aliases=aliases_of.get(norm, []))
+        item = {'address': entry.key, 'scheme': split_stored(fields[0].strip())[0]}
+        quota = quota_values.get(norm)
+        if quota is not None:
+            item['quota'] = quota
         other = longer.get(norm)
-        if other is not None and (norm not in quota_pos or other[0] < quota_pos[norm]):
+        if other is not None and (quota is None or other[0] < quota_pos[norm]):
             item['quota_applied'] = quota_values[other[1]]
+        if norm in rejected:
+            item['restrict'] = sorted(rejected[norm])
+        if len(fields) > 1 and any(field.strip() for field in fields[1:]):
+            item['extra_fields'] = True
+        if norm in aliases_of:
+            item['aliases'] = aliases_of[norm]
         out.append(item)
     return out

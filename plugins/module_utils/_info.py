@@ -9,6 +9,10 @@
 Read-only: the config dir is opened as a check-mode :class:`ConfigDir` (a shared lock when a lock file is
 there, nothing written, not even the lock file), and every file is read with the parser of the state module
 that writes it (``_accounts``, ``_aliases``, ``_relay``, ``_dkim``, ``_config``); this module has none of its own.
+The parsers of the sections other than accounts and aliases are imported by the functions that need them, so that
+``gather: [accounts]`` does not load (and, inside an AnsiballZ payload, compile) DKIM's, Postfix relays' and the
+config files' code and the ``cryptography`` library (ansible-core still packs them: its module finder sees imports
+anywhere in a file).
 
 Sections are registered in :data:`SECTIONS`: ``name -> (gather(cfg), drift(cfg, items, options))``.  A module
 that brings a new file (master accounts, Sieve scripts, fetchmail/getmail) adds its section here with a reader
@@ -20,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ansible_collections.dms.mailserver.plugins.module_utils import _accounts, _aliases, _config, _dkim, _relay
+from ansible_collections.dms.mailserver.plugins.module_utils import _accounts, _aliases
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import HashError, can_verify, run_jobs, split_stored
 
@@ -170,10 +174,12 @@ def drift_aliases(cfg, items, options):
 
 
 def gather_relays(cfg):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _relay
     return _relay.read_relays(cfg.table('relaymap'), cfg.table('sasl'))
 
 
 def drift_relays(cfg, items, options):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _relay
     try:
         entries, dummy = _relay.normalize(dict(relays=items, state='present', exclusive=True))
     except v.ValidationError as exc:
@@ -230,10 +236,12 @@ DKIM_IGNORED = ('regenerate', 'key_owner', 'key_group', 'in_use')
 
 
 def gather_dkim(cfg):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _dkim
     return _dkim.read_keys(cfg)
 
 
 def drift_dkim(cfg, items, options):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _dkim
     records = _dkim.read_keys(cfg)
     have = dict(((r['backend'], r['domain'], r['selector']), r) for r in records)
     out = _drift()
@@ -282,10 +290,12 @@ CONFIG_IGNORED = ('mode', 'no_log_content', 'backup', 'lock_timeout')
 
 
 def gather_config(cfg):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _config
     return _config.read_files(cfg)
 
 
 def drift_config(cfg, items, options):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _config
     out = _drift()
     for index, item in enumerate(items):
         if not isinstance(item, dict):
