@@ -152,11 +152,12 @@ for step in "${steps[@]}"; do
         python -m pytest -q -p no:cacheprovider -rs tests/compat
       ;;
     integration)
-      # Two workers, each taking whole files (their module fixtures share containers, and each file has host
-      # ports and container names of its own): the files mostly wait on containers and ansible-playbook runs.
-      # The images are built first, once, so that no two workers build the same one.
+      # Three workers on two cores, each taking whole files (their module fixtures share containers, and each file
+      # has host ports and container names of its own): the files mostly wait on containers, and with two
+      # workers the load stayed near 1.3. The images are built first, once, so that no two workers build the same
+      # one.
       run_step "container engine and test images" bash "$ROOT/hack/build-test-images.sh"
-      run_step "integration tests" python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 \
+      run_step "integration tests" python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=25 \
         tests/integration
       ;;
     reliability)

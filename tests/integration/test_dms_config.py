@@ -271,7 +271,7 @@ def test_role_records_what_it_manages_removes_it_when_dropped_and_keeps_hand_wri
     cfg.mkdir()
     (cfg / 'postfix-main.cf').write_text('# by hand\nsmtpd_banner = $myhostname ESMTP\n')
     files = [{'file': 'fail2ban-jail.cf', 'content': '[DEFAULT]\nignoreip = 127.0.0.1/8 192.0.2.0/24\n'},
-             {'file': 'rspamd/custom-commands.conf', 'content': 'disable-module chartable\n'}]
+             {'file': 'rspamd/custom-commands.conf', 'content': 'set-option-for-module chartable threshold 0.3\n'}]
     first = run_play(tmp_path, [role_overrides(cfg, dms_postfix_main_effective={'smtputf8_enable': False},
                                                dms_dovecot_conf_effective={'recipient_delimiter': '+'},
                                                dms_config_files=files),
@@ -294,11 +294,12 @@ def test_role_records_what_it_manages_removes_it_when_dropped_and_keeps_hand_wri
     assert not any(t.get('changed') for t in again.tasks)
     assert snapshot(cfg) == after
 
-    # Only a live-applied Rspamd file changes: no recreate.
+    # Only a live-applied Rspamd file changes (a module option's value, which DMS's change detector sets): no
+    # recreate.
+    changed_option = {'file': 'rspamd/custom-commands.conf', 'content': 'set-option-for-module chartable threshold 0.5\n'}
     live = run_play(tmp_path, [role_overrides(cfg, dms_postfix_main_effective={'smtputf8_enable': False},
                                               dms_dovecot_conf_effective={'recipient_delimiter': '+'},
-                                              dms_config_files=[files[0], {'file': 'rspamd/custom-commands.conf',
-                                                                           'content': 'disable-module fuzzy_check\n'}]),
+                                              dms_config_files=[files[0], changed_option]),
                                {'ansible.builtin.debug': {'var': 'dms_config_needs_recreate'}}])
     assert not live.failed
     assert live.result['dms_config_needs_recreate'] is False
