@@ -204,7 +204,7 @@ for step in "${steps[@]}"; do
       # makes them), or the images named by DMS_TEST_IMAGE_15 / DMS_TEST_IMAGE_16.
       run_step "pytest ${pytest_args[*]}" python -m pytest -p no:cacheprovider "${pytest_args[@]}"
       ;;
-    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule, docs, galaxy)";;
+    *) die "unknown step '$step' (lint, sanity, unit, compat, integration, reliability, molecule, docs, galaxy, pytest)";;
   esac
 done
 
