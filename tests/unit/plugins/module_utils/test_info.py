@@ -521,13 +521,19 @@ def test_fetchmail_defaults_statement_and_fetchmail_defaults(tmp_path):
                                      "there nokeep\n" % FETCH_PW,
                      'getmail/broken.cf': '[retriever]\nserver = x\nserver = y\n',
                      'getmail/none.cf': '[destination]\ntype = MDA_external\n',
+                     'getmail/ok.cf': '[retriever]\ntype = SimplePOP3Retriever\nserver = c.example.net\n'
+                                      'port = 1110\nusername = u3\n',
                      'getmail/getmailrc_general.cf': '[options]\ndelete = true\n'})
     fetches = run(tmp_path, gather=['fetches'])['fetches']
     assert [(f.get('server'), f.get('protocol'), f.get('port'), f.get('ssl'), f.get('keep'), f.get('target'),
              f.get('password_set')) for f in fetches[:2]] == [
         ('a.example.net', 'imap', None, True, True, 'alice@example.com', False),
         ('b.example.net', 'imap', 1110, True, False, 'x@example.com', True)]
-    assert [(f['file'], 'error' in f) for f in fetches[2:]] == [('getmail/broken.cf', True), ('getmail/none.cf', True)]
+    assert [(f['file'], 'error' in f) for f in fetches[2:]] == [('getmail/broken.cf', True), ('getmail/none.cf', True),
+                                                               ('getmail/ok.cf', False)]
+    # getmail keeps mail unless the base options (getmailrc_general.cf here) delete it; no password, no target.
+    assert dict((k, fetches[4][k]) for k in ('protocol', 'ssl', 'port', 'keep', 'password_set', 'target')) == dict(
+        protocol='pop3', ssl=False, port=1110, keep=False, password_set=False, target=None)
     assert FETCH_PW not in repr(fetches)
     # Without a defaults statement, fetchmail's own: no TLS wrapper, nokeep, protocol auto-probed.
     write(tmp_path, {'fetchmail.cf': 'poll c.example.net user u3 pass p is alice@example.com\n'})
