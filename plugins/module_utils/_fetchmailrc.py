@@ -245,6 +245,7 @@ def _options(tokens, into, users):
 
     def word(i):
         return None if i >= count or tokens[i].quoted else tokens[i].value.lower()
+
     while index < count:
         name = word(index)
         following = tokens[index + 1].value if index + 1 < count else None
