@@ -281,6 +281,37 @@ def _read_getmail(cfg):
     return found, unreadable
 
 
+def read_fetches(cfg):
+    """The remote mailboxes of ``fetchmail.cf`` (file order) then of ``getmail/*.cf`` (file name order), never a
+    password: ``fetcher``, ``file``, ``server``, ``username``, ``protocol``, ``port``, ``target``, ``ssl``,
+    ``keep``, ``folders`` and ``password_set``.  A file that cannot be read is an item with ``file`` and
+    ``error`` (what the state module would refuse), not a failure."""
+    out = []
+    text = cfg.read(FETCHMAIL_RELPATH)
+    if text is not None:
+        try:
+            dummy, statements = rc.parse(text)
+        except rc.RcError as exc:
+            out.append(dict(fetcher='fetchmail', file=FETCHMAIL_RELPATH, error=str(exc)))
+        else:
+            out.extend(dict(poll, fetcher='fetchmail', file=FETCHMAIL_RELPATH) for poll in rc.read_polls(statements))
+    found, unreadable = _read_getmail(cfg)
+    base = cfg.read('%s/%s' % (grc.DIRECTORY, grc.GENERAL_NAME)) or grc.DMS_BASE_OPTIONS
+    relpaths = set(item[0] for items in found.values() for item in items)
+    for relpath in sorted(relpaths | set(unreadable)):
+        if relpath not in relpaths:
+            out.append(dict(fetcher='getmail', file=relpath,
+                            error='getmail cannot read it, or it has no [retriever] server and username'))
+            continue
+        try:
+            item = grc.describe(cfg.read(relpath), base)
+        except grc.RcError as exc:
+            out.append(dict(fetcher='getmail', file=relpath, error=str(exc)))
+            continue
+        out.append(dict(item, fetcher='getmail', file=relpath))
+    return out
+
+
 # -- planning --------------------------------------------------------------------
 
 

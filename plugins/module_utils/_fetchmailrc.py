@@ -229,6 +229,93 @@ def parse(text):
     return lines, statements
 
 
+# Words that end a folder list or a list of local names (options that may follow them).
+_OPTION_WORDS = frozenset(('is', 'to', 'here', 'there', 'keep', 'nokeep', 'no', 'ssl', 'sslproto', 'sslcert',
+                           'sslkey', 'sslcertck', 'sslfingerprint', 'sslcertfile', 'sslcertpath', 'folder',
+                           'user', 'username', 'pass', 'password', 'fetchall', 'flush', 'limit', 'fetchlimit',
+                           'smtphost', 'smtpname', 'mda', 'bsmtp', 'lmtp', 'preconnect', 'postconnect',
+                           'idle', 'rewrite', 'stripcr', 'forcecr', 'pass8bits', 'dropstatus', 'mimedecode'))
+
+
+def _options(tokens, into, users):
+    """Walk the tokens of a statement (after its keyword): server options into ``into``, one dict per user
+    clause appended to ``users`` (starting as a copy of ``into``)."""
+    current = into
+    index, count = 0, len(tokens)
+
+    def word(i):
+        return None if i >= count or tokens[i].quoted else tokens[i].value.lower()
+
+    while index < count:
+        name = word(index)
+        following = tokens[index + 1].value if index + 1 < count else None
+        if name in ('user', 'username') and following is not None:
+            current = dict(into, username=following, folders=list(into.get('folders', [])))
+            users.append(current)
+            index += 2
+            continue
+        if name in ('proto', 'protocol') and following is not None:
+            current['protocol'] = following.lower()
+            index += 2
+        elif name in ('service', 'port') and following is not None:
+            current['port'] = int(following) if following.isdigit() else following
+            index += 2
+        elif name in ('pass', 'password'):
+            current['password_set'] = bool(following)
+            index += 2
+        elif name in ('is', 'to') and following is not None:
+            if current.get('target') is None:
+                current['target'] = following
+            index += 2
+            while index < count and (tokens[index].quoted or word(index) not in _OPTION_WORDS):
+                index += 1   # more local names: the first is the target
+        elif name == 'keep':
+            current['keep'] = True
+            index += 1
+        elif name == 'nokeep' or (name == 'no' and word(index + 1) == 'keep'):
+            current['keep'] = False
+            index += 1 if name == 'nokeep' else 2
+        elif name == 'ssl':
+            current['ssl'] = True
+            index += 1
+        elif name in ('folder', 'folders'):
+            index += 1
+            folders = []
+            while index < count and (tokens[index].quoted or word(index) not in _OPTION_WORDS):
+                folders.append(tokens[index].value)
+                index += 1
+            current['folders'] = folders
+        else:
+            index += 1
+
+
+def read_polls(statements):
+    """What the ``poll`` statements of a parsed file say, one dict per user clause, never a password.
+
+    Each has ``server``, ``username``, ``protocol`` (null: fetchmail's auto-probing), ``port`` (null: the
+    protocol's), ``target`` (the first local name), ``ssl``, ``keep`` (fetchmail's defaults: no TLS wrapper,
+    ``nokeep``), ``folders`` and ``password_set``; options of a ``defaults`` statement apply to the polls after
+    it, as in fetchmail.
+    """
+    base = dict(protocol=None, port=None, target=None, ssl=False, keep=False, folders=[], password_set=False)
+    out = []
+    for st in statements:
+        if st.kind == 'defaults':
+            defaults = dict(base)
+            _options(st.tokens, defaults, [])
+            base = defaults
+            continue
+        if st.kind != 'poll' or st.server is None:
+            continue
+        server_opts = dict(base, server=st.server)
+        users = []
+        _options(st.tokens[1:], server_opts, users)
+        for user in users:
+            out.append(dict((k, user.get(k)) for k in ('server', 'username', 'protocol', 'port', 'target', 'ssl',
+                                                         'keep', 'folders', 'password_set')))
+    return out
+
+
 def password_spans(text):
     """(start, end) offsets of every password string of the text (``pass``, ``password``, ``esmtppassword``).
 

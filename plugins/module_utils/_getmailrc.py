@@ -93,6 +93,44 @@ def identity(text):
     return retriever['server'], retriever['username'], retriever.get('password')
 
 
+def describe(text, base=DMS_BASE_OPTIONS):
+    """What a ``getmail/<id>.cf`` file says (with ``base``, DMS's options or its ``getmailrc_general.cf``),
+    never the password: ``server``, ``username``, ``protocol``, ``ssl``, ``port``, ``target`` (the argument after
+    ``-d`` of the destination), ``folders``, ``keep`` (the base's ``delete``) and ``password_set``.
+    Raises RcError; None when the file has no ``[retriever]`` server and username."""
+    ident = identity(text)
+    if ident is None:
+        return None
+    retriever = read(text)['retriever']
+    kind = dict((name, key) for key, name in RETRIEVERS.items()).get(retriever.get('type'), (None, None))
+    port = retriever.get('port')
+    folders, target = [], None
+    try:
+        sections = check_combined(text, base)
+    except RcError:
+        sections = read(text)
+    if retriever.get('mailboxes'):
+        try:
+            folders = list(ast.literal_eval(retriever['mailboxes']))
+        except (ValueError, SyntaxError):
+            folders = []
+    arguments = sections.get('destination', {}).get('arguments')
+    if arguments:
+        try:
+            args = list(ast.literal_eval(arguments))
+        except (ValueError, SyntaxError):
+            args = []
+        if '-d' in args and args.index('-d') + 1 < len(args):
+            target = args[args.index('-d') + 1]
+    try:
+        delete = (read(base).get('options') or {}).get('delete', 'false').strip().lower()
+    except RcError:
+        delete = 'false'
+    return dict(server=ident[0], username=ident[1], protocol=kind[0], ssl=kind[1],
+                port=int(port) if port and port.strip().isdigit() else port, target=target, folders=folders,
+                keep=delete not in ('true', 'yes', 'on', '1'), password_set=bool(ident[2]))
+
+
 def check_combined(text, base=DMS_BASE_OPTIONS):
     """Read ``base + text`` as getmail will, and evaluate its tuple options. Raises RcError."""
     sections = read(base + text)

@@ -8,15 +8,16 @@
 
 Read-only: the config dir is opened as a check-mode :class:`ConfigDir` (a shared lock when a lock file is
 there, nothing written, not even the lock file), and every file is read with the parser of the state module
-that writes it (``_accounts``, ``_aliases``, ``_relay``, ``_dkim``, ``_config``); this module has none of its own.
+that writes it (``_accounts``, ``_aliases``, ``_relay``, ``_dkim``, ``_masters``, ``_sieve``, ``_fetchmail``,
+``_config``); this module has none of its own.
 The parsers of the sections other than accounts and aliases are imported by the functions that need them, so that
 ``gather: [accounts]`` does not load (and, inside an AnsiballZ payload, compile) DKIM's, Postfix relays' and the
 config files' code and the ``cryptography`` library (ansible-core still packs them: its module finder sees imports
 anywhere in a file).
 
 Sections are registered in :data:`SECTIONS`: ``name -> (gather(cfg), drift(cfg, items, options))``.  A module
-that brings a new file (master accounts, Sieve scripts, fetchmail/getmail) adds its section here with a reader
-that lives next to its own parser.
+that brings a new file adds its section here with a reader that lives next to its own parser (as master users,
+Sieve scripts and fetchmail/getmail do).
 """
 
 from __future__ import annotations
@@ -356,14 +357,192 @@ def drift_config(cfg, items, options):
     return out
 
 
+# -- masters ---------------------------------------------------------------------------------------
+
+
+def gather_masters(cfg):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _masters
+    return _masters.read_masters(cfg)
+
+
+def drift_masters(cfg, items, options):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _masters
+    try:
+        entries, dummy = _masters.normalize(dict(masters=items, state='present', exclusive=False))
+    except v.ValidationError as exc:
+        raise _prefixed(exc)
+    masters = cfg.table('masters')
+    out = _drift()
+    wanted = set()
+    verify, verify_owner = [], []
+    for e in entries:
+        name = e['name']
+        existing = masters.get(name)
+        if e['state'] == 'absent':
+            if existing is not None:
+                out['extra'].append(existing.key)
+            continue
+        wanted.add(name)
+        if existing is None:
+            out['missing'].append(name)
+            continue
+        fields = []
+        stored = existing.value.split('|', 1)[0].strip()
+        if e['scheme'] is not None and split_stored(stored)[0] != e['scheme']:
+            fields.append('scheme')
+        if e['password_hash'] is not None and e['password_hash'] != stored:
+            fields.append('password')
+        elif e['password'] is not None and options['verify_passwords']:
+            if can_verify(stored):
+                verify.append(('verify', e['password'], stored))
+                verify_owner.append(fields)
+            else:
+                fields.append('password')
+        out['different'].append(dict(name=existing.key, fields=fields))
+    if verify:
+        try:
+            results = run_jobs(verify)
+        except HashError as exc:
+            raise v.ValidationError(str(exc))
+        for fields, ok in zip(verify_owner, results):
+            if not ok:
+                fields.append('password')
+    out['different'] = [d for d in out['different'] if d['fields']]
+    extra = [masters.norm(name) for name in out['extra']]
+    out['extra'].extend(masters.get(norm).key for norm in masters.keys() if norm not in wanted and norm not in extra)
+    return out
+
+
+# -- sieve -----------------------------------------------------------------------------------------
+
+
+def gather_sieve(cfg):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _sieve
+    return _sieve.read_scripts(cfg)
+
+
+def drift_sieve(cfg, items, options):
+    """Scripts by identity (a user's address, or the global scope); ``script`` differs when the text does."""
+    from ansible_collections.dms.mailserver.plugins.module_utils import _sieve
+    try:
+        entries, dummy = _sieve.normalize(dict(scripts=items, state='present', exclusive=False, validate='never'))
+    except v.ValidationError as exc:
+        message = str(exc)   # dms_sieve's list is "scripts"; here it is the section "sieve"
+        raise _prefixed('sieve' + message[len('scripts'):] if message.startswith('scripts[') else message)
+    accounts = cfg.table('accounts')
+    out = _drift()
+    named = set()
+    for e in entries:
+        if e['kind'] == 'user':
+            account = accounts.get(e['name'])
+            relpath = (account.key if account is not None else e['name']) + _sieve.SUFFIX
+            ident = dict(address=e['name'])
+        else:
+            relpath = e['relpath']
+            ident = dict(scope=e['name'])
+        named.add(relpath)
+        text = cfg.read(relpath)
+        # A user's neutral script is what state=absent leaves: no filter.
+        active = text is not None and not (e['kind'] == 'user' and text == _sieve.NEUTRAL)
+        if e['state'] == 'absent':
+            if active:
+                out['extra'].append(ident)
+        elif not active:
+            out['missing'].append(ident)
+        elif text != e['text']:
+            out['different'].append(dict(ident, fields=['script']))
+    for item in _sieve.read_scripts(cfg):
+        if item['kind'] == 'user':
+            if item['address'] + _sieve.SUFFIX not in named and not item['neutral']:
+                out['extra'].append(dict(address=item['address']))
+        elif item['scope'] + _sieve.SUFFIX not in named:
+            out['extra'].append(dict(scope=item['scope']))
+    return out
+
+
+# -- fetches -----------------------------------------------------------------------------------------
+
+FETCH_FIELDS = ('fetcher', 'protocol', 'port', 'target', 'ssl', 'keep', 'folders')
+
+
+def gather_fetches(cfg):
+    from ansible_collections.dms.mailserver.plugins.module_utils import _fetchmail
+    return _fetchmail.read_fetches(cfg)
+
+
+def drift_fetches(cfg, items, options):
+    """Remote mailboxes by identity (server and username, as dms_fetchmail); passwords only compared (never
+    hashed) with verify_passwords."""
+    from ansible_collections.dms.mailserver.plugins.module_utils import _fetchmail
+    try:
+        entries, dummy = _fetchmail.normalize(dict(fetches=items, state='present', fetcher='fetchmail',
+                                                   exclusive=False))
+    except v.ValidationError as exc:
+        raise _prefixed(exc)
+    have = {}
+    for item in _fetchmail.read_fetches(cfg):
+        if 'error' in item:
+            raise v.ValidationError('compare_to.fetches: %s cannot be read (%s); fix it first'
+                                    % (item['file'], item['error']))
+        have.setdefault(_fetchmail.entry_key(item['server'], item['username']).lower(), item)
+    passwords = {}
+    if options['verify_passwords'] and any(e.get('password') is not None for e in entries):
+        passwords = _fetchmail_passwords(cfg, _fetchmail)
+    out = _drift()
+    named = set()
+    for e in entries:
+        norm = e['key'].lower()
+        named.add(norm)
+        item = have.get(norm)
+        ident = dict(server=e['server'], username=e['username'])
+        if e['state'] == 'absent':
+            if item is not None:
+                out['extra'].append(ident)
+            continue
+        if item is None:
+            out['missing'].append(ident)
+            continue
+        want = dict((name, e[name]) for name in FETCH_FIELDS)
+        if want['fetcher'] == 'getmail' and want['protocol'] == 'imap' and not want['folders']:
+            want['folders'] = ['INBOX']     # what dms_fetchmail writes for getmail without folders
+        fields = [name for name in FETCH_FIELDS if not (name == 'port' and want[name] is None)
+                  and item.get(name) != want[name]]
+        if e['password'] is not None and options['verify_passwords'] and passwords.get(norm) != e['password']:
+            fields.append('password')
+        if fields:
+            out['different'].append(dict(ident, fields=fields))
+    for norm, item in have.items():
+        if norm not in named:
+            out['extra'].append(dict(server=item['server'], username=item['username']))
+    return out
+
+
+def _fetchmail_passwords(cfg, _fetchmail):
+    """{server/username (lower): password} from the files, only for verify_passwords; never returned."""
+    out = {}
+    text = cfg.read(_fetchmail.FETCHMAIL_RELPATH)
+    if text is not None:
+        dummy, statements = _fetchmail.rc.parse(text)
+        for st in statements:
+            if st.kind == 'poll' and st.server is not None and len(st.users) == 1:
+                out.setdefault(_fetchmail.entry_key(st.server, st.users[0]).lower(), st.password())
+    found, dummy = _fetchmail._read_getmail(cfg)  # pylint: disable=protected-access
+    for norm, items in found.items():
+        out.setdefault(norm, items[0][1])
+    return out
+
+
 # -- the registry --------------------------------------------------------------------------------
 
-# name -> (gather(cfg), drift(cfg, items, options)).  masters, sieve and fetches come with their modules.
+# name -> (gather(cfg), drift(cfg, items, options)).
 SECTIONS = {
     'accounts': (gather_accounts, drift_accounts),
     'aliases': (gather_aliases, drift_aliases),
     'relays': (gather_relays, drift_relays),
     'dkim': (gather_dkim, drift_dkim),
+    'masters': (gather_masters, drift_masters),
+    'sieve': (gather_sieve, drift_sieve),
+    'fetches': (gather_fetches, drift_fetches),
     'config': (gather_config, drift_config),
 }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
 from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._hashing import split_stored
 from ansible_collections.dms.mailserver.plugins.module_utils._passwords import (
     check_password_options, decide_hashes, require_schemes,
 )
@@ -54,6 +55,22 @@ def master_name(value, field):
         raise v.ValidationError('%s: %r begins with "#", and a line of dovecot-masters.cf that begins with "#" '
                                 'is a comment' % (field, value))
     return value.lower()
+
+
+def read_masters(cfg):
+    """The master users of ``dovecot-masters.cf`` in file order: ``name`` and the hash's ``scheme``, never a hash.
+
+    A name given twice is listed once (Dovecot's passwd-file uses its first line).
+    """
+    out, seen = [], set()
+    table = cfg.table('masters')
+    for entry in table.entries():
+        norm = table.norm(entry.key)
+        if norm in seen:
+            continue
+        seen.add(norm)
+        out.append({'name': entry.key, 'scheme': split_stored(entry.value.split('|', 1)[0].strip())[0]})
+    return out
 
 
 def normalize(params):

@@ -363,6 +363,19 @@ def _user_files(cfg):
     return sorted(name for name in names if _USER_FILE_RE.match(name) and os.path.isfile(cfg.abspath(name)))
 
 
+def read_scripts(cfg):
+    """The Sieve scripts of the config dir, never their text.
+
+    Per-user scripts first (sorted by file name): ``kind=user``, ``address`` (as the file names it) and
+    ``neutral`` (the file is :data:`NEUTRAL`, what ``state=absent`` leaves: no filter); then the global scripts
+    that exist: ``kind=global``, ``scope`` (``before``, ``after``).
+    """
+    out = [{'kind': 'user', 'address': relpath[:-len(SUFFIX)], 'neutral': cfg.read(relpath) == NEUTRAL}
+           for relpath in _user_files(cfg)]
+    out.extend({'kind': 'global', 'scope': scope} for scope in SCOPES if cfg.read(scope + SUFFIX) is not None)
+    return out
+
+
 def marker_line(digest):
     return MARKER_TEXT % (MARKER_PREFIX, digest)
 

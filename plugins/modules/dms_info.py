@@ -12,8 +12,9 @@ short_description: Show what a docker-mailserver config dir holds, how it differ
 version_added: "0.1.0"
 description:
   - Reads the config volume of docker-mailserver (DMS) with the same parsers the state modules of this collection
-    use, and returns its accounts, aliases, relays, DKIM keys and other config files as data. Never changes
-    anything; never returns a password hash, a relay password or a private key.
+    use, and returns its accounts, aliases, relays, DKIM keys, master users, Sieve scripts, fetched remote
+    mailboxes and other config files as data. Never changes anything; never returns a password hash, a relay or
+    fetchmail password, a private key or the text of a Sieve script.
   - With O(compare_to), also returns RV(drift) (missing, extra and different entries per section) against the
     same lists the state modules take, so a job can report what differs from the inventory without changing it.
   - With O(container), also reads live data from the running container through the engine's C(exec) - quota usage
@@ -46,7 +47,7 @@ options:
       - Default is every section; an empty list reads none (for O(compare_to) or the live data alone).
     type: list
     elements: str
-    choices: [accounts, aliases, relays, dkim, config]
+    choices: [accounts, aliases, relays, dkim, masters, sieve, fetches, config]
   compare_to:
     description:
       - The desired state to compare with, as a mapping of section to the list its module takes
@@ -54,7 +55,14 @@ options:
         C(aliases) as M(dms.mailserver.dms_alias)'s O(dms.mailserver.dms_alias#module:aliases), C(relays) as
         M(dms.mailserver.dms_relay)'s O(dms.mailserver.dms_relay#module:relays), C(dkim) as a list of
         M(dms.mailserver.dms_dkim) option sets (C(domain) or C(domains), C(selector), C(backend), C(key_type),
-        C(key_size), C(state)), C(config) as a list of M(dms.mailserver.dms_config) option sets).
+        C(key_size), C(state)), C(masters) as M(dms.mailserver.dms_dovecot_master)'s
+        O(dms.mailserver.dms_dovecot_master#module:masters), C(sieve) as M(dms.mailserver.dms_sieve)'s
+        O(dms.mailserver.dms_sieve#module:scripts), C(fetches) as M(dms.mailserver.dms_fetchmail)'s
+        O(dms.mailserver.dms_fetchmail#module:fetches), C(config) as a list of M(dms.mailserver.dms_config) option
+        sets).
+      - Master users are compared by name, Sieve scripts by address (or global scope) and text, remote mailboxes by
+        server and username; a user's neutral script (what M(dms.mailserver.dms_sieve) leaves for
+        C(state=absent)) counts as no script.
       - Entries are validated as their module validates them; an error names the entry, for example
         C(compare_to.accounts[2].address).
       - Nothing is hashed, except to tell whether a given password matches the stored hash, and only with
@@ -64,9 +72,11 @@ options:
     description:
       - With O(compare_to), check each given account O(dms.mailserver.dms_account#module:accounts[].password)
         against the stored hash (the collection's hashing engine; slow by design for SHA512-CRYPT and ARGON2ID)
-        and each relay password against the stored one. A mismatch is reported as C(password) in RV(drift).
+        and each relay password against the stored one; the same for master users (O(compare_to) C(masters), the
+        same hashing engine) and remote mailboxes (C(fetches), compared with the stored password, never hashed).
+        A mismatch is reported as C(password) in RV(drift).
       - V(false) compares passwords only by whether the account or credentials exist (a given
-        C(password_hash) is still compared as a string).
+        C(password_hash) is still compared as a string, for accounts and master users).
     type: bool
     default: false
   container:
@@ -104,6 +114,9 @@ seealso:
   - module: dms.mailserver.dms_alias
   - module: dms.mailserver.dms_relay
   - module: dms.mailserver.dms_dkim
+  - module: dms.mailserver.dms_dovecot_master
+  - module: dms.mailserver.dms_sieve
+  - module: dms.mailserver.dms_fetchmail
   - module: dms.mailserver.dms_config
 '''
 
@@ -129,6 +142,15 @@ EXAMPLES = r'''
       dkim:
         - domains: [example.com, example.org]
           selector: mail
+      masters:
+        - name: admin
+      fetches: "{{ dms_fetches }}"
+  register: dms
+
+- name: Which mailboxes have a Sieve filter, and where mail is fetched from
+  dms.mailserver.dms_info:
+    config_dir: /srv/dms/config
+    gather: [sieve, fetches]
   register: dms
 
 - name: Fail the job when the server drifted
@@ -232,6 +254,37 @@ dkim:
   returned: when V(dkim) is gathered
   type: list
   elements: dict
+masters:
+  description:
+    - The Dovecot master users of C(dovecot-masters.cf) in file order, with C(name) and the hash's C(scheme).
+      Never a hash.
+  returned: when V(masters) is gathered
+  type: list
+  elements: dict
+  sample: [{name: admin, scheme: SHA512-CRYPT}]
+sieve:
+  description:
+    - The Sieve scripts of the config dir, never their text. Per-user scripts (C(<address>.dovecot.sieve), by file
+      name) have C(kind=user), C(address) and C(neutral) (V(true) when the file is the script that
+      M(dms.mailserver.dms_sieve) writes for C(state=absent), which only keeps mail); then the global scripts that
+      exist, with C(kind=global) and C(scope) (C(before), C(after)).
+  returned: when V(sieve) is gathered
+  type: list
+  elements: dict
+  sample: [{kind: user, address: alice@example.com, neutral: false}, {kind: global, scope: before}]
+fetches:
+  description:
+    - The remote mailboxes DMS collects, from C(fetchmail.cf) (file order, one item per user clause) then
+      C(getmail/*.cf) (file name order), with C(fetcher), C(file), C(server), C(username), C(protocol) (null when
+      fetchmail probes), C(port) (null for the protocol's), C(target) (the local account), C(ssl), C(keep)
+      (fetchmail's defaults and C(defaults) statements applied; for getmail, C(delete) of the base options),
+      C(folders) and C(password_set). Never a password.
+    - A file that cannot be read is an item with C(file) and C(error) instead.
+  returned: when V(fetches) is gathered
+  type: list
+  elements: dict
+  sample: [{fetcher: fetchmail, file: fetchmail.cf, server: imap.example.net, username: alice, protocol: imap,
+            port: null, target: alice@example.com, ssl: true, keep: true, folders: [], password_set: true}]
 config:
   description:
     - The non-table files M(dms.mailserver.dms_config) manages that exist, with C(file), C(kind), C(applies)
@@ -286,7 +339,7 @@ def main():
     )
     params = module.params
     # Passwords given in compare_to are secrets even though the option as a whole is not.
-    for section in ('accounts', 'relays'):
+    for section in ('accounts', 'relays', 'masters', 'fetches'):
         for item in (params.get('compare_to') or {}).get(section) or []:
             if isinstance(item, dict):
                 for name in ('password', 'password_hash'):

@@ -70,7 +70,8 @@ def _scenario(cfg):
                                                  'cfg_main', 'cfg_override', 'cfg_amavis', 'cfg_bad', 'info',
                                                  'info_relay', 'info_bad',
                                                  'master', 'master_changed', 'master_check', 'master_given',
-                                                 'master_badhash', 'fetch', 'fetch_getmail', 'fetch_bad'))
+                                                 'master_badhash', 'fetch', 'fetch_getmail', 'fetch_bad',
+                                                 'info_master', 'info_fetch'))
     old_account_pw, old_relay_pw, old_master_pw = _token('old'), _token('oldrelay'), _token('oldmaster')
     old_fetch_pw, old_getmail_pw = _token('oldfetch'), _token('oldgetmail')
     given_hash = doveadm_hash(arg['given'])
@@ -161,6 +162,12 @@ def _scenario(cfg):
             {'server': 'old.example.net', 'protocol': 'imap', 'username': 'old', 'target': 'changed@example.com'},
             {'server': 'oldg.example.net', 'username': 'oldg', 'target': 'changed@example.com'},
         ]),
+        # dms_info reads the master hashes and the fetch passwords written above, and compares given ones.
+        task('dms_info', 'masters and remote mailboxes, compared with passwords checked', config_dir=c,
+             verify_passwords=True, gather=['masters', 'sieve', 'fetches'],
+             compare_to={'masters': [{'name': 'admin', 'password': var('info_master')}],
+                         'fetches': [{'server': 'pop.example.net', 'protocol': 'pop3', 'username': 'f1',
+                                      'password': var('info_fetch'), 'target': 'new@example.com'}]}),
     ]
     rejected = [
         task('dms_account', 'password with a line break', config_dir=c, address='x@example.com',

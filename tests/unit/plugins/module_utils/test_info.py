@@ -368,3 +368,219 @@ def test_quota_applied_follows_dms_substring_lookup(tmp_path):
     assert accounts['nn@x.test'] == dict(address='nn@x.test', scheme='SHA512-CRYPT', quota_applied='3M')  # no line of its own
     assert accounts['cy@x.test']['quota_applied'] == '5M'
     assert 'quota_applied' not in accounts['y@y.test']              # ey@x.test is another domain
+
+
+# -- masters, sieve, fetches ---------------------------------------------------------------------------------
+
+MASTER_PW = 'Unit-Info-Master-Pw-7c3'
+FETCH_PW = 'Unit-Info-Fetch-Pw-2b8'
+
+
+def converge(base, module, params, **extra):
+    """Write the config dir with the state module's own planner (what the module would do)."""
+    from ansible_collections.dms.mailserver.plugins.module_utils import _fetchmail, _masters, _sieve
+    mod = dict(masters=_masters, sieve=_sieve, fetchmail=_fetchmail)[module]
+    entries, dummy = mod.normalize(params)
+    with ConfigDir(str(base), check_mode=False) as cfg:
+        mod.plan(cfg, params, entries, **extra)
+        cfg.commit()
+
+
+def master_params(masters):
+    return dict(name=None, password=None, password_hash=None, scheme=None, state='present',
+                update_password='always', exclusive=False,
+                masters=[dict(dict(password=None, password_hash=None, scheme=None, state=None), **m) for m in masters])
+
+
+def test_masters_names_and_scheme_never_a_hash(tmp_path):
+    from ansible_collections.dms.mailserver.plugins.module_utils._hashing import run_jobs
+    stored = run_jobs([('hash', MASTER_PW, 'SHA512-CRYPT')])[0]
+    write(tmp_path, {'dovecot-masters.cf': '# masters\nAdmin|%s\nops|%s\nadmin|%s\n' % (stored, ARGON, HASH)})
+    result = run(tmp_path, gather=['masters'])
+    assert result['masters'] == [dict(name='Admin', scheme='SHA512-CRYPT'), dict(name='ops', scheme='ARGON2ID')]
+    assert stored not in repr(result) and '$6$' not in repr(result) and 'argon2id$' not in repr(result)
+    assert run(tmp_path / 'nope', gather=['masters'])['masters'] == []
+
+
+def test_masters_drift_each_kind(tmp_path):
+    listed = [dict(name='admin', password=MASTER_PW), dict(name='ops', password=MASTER_PW, scheme='ARGON2ID')]
+    converge(tmp_path, 'masters', master_params([dict(listed[0], scheme='SHA512-CRYPT'), listed[1]]))
+    assert drift(tmp_path, 'masters', listed) == (dict(missing=[], extra=[], different=[]), True)
+    assert drift(tmp_path, 'masters', listed, verify_passwords=True)[1] is True
+    d, in_sync = drift(tmp_path, 'masters', [dict(name='admin', scheme='ARGON2ID'), dict(name='new')])
+    assert not in_sync and d == dict(missing=['new'], extra=['ops'],
+                                     different=[dict(name='admin', fields=['scheme'])])
+    d, dummy = drift(tmp_path, 'masters', [dict(name='admin', state='absent'), listed[1]])
+    assert d['extra'] == ['admin'] and not d['missing'] and not d['different']
+    # A wrong password is found only with verify_passwords, through the shared hashing engine.
+    wrong = [dict(name='admin', password='Wrong-Pw-5'), listed[1]]
+    assert drift(tmp_path, 'masters', wrong)[1] is True
+    d, dummy = drift(tmp_path, 'masters', wrong, verify_passwords=True)
+    assert d['different'] == [dict(name='admin', fields=['password'])]
+    with pytest.raises(ValidationError, match=r'^compare_to\.masters\[0\]\.name'):
+        drift(tmp_path, 'masters', [dict(name='a|b')])
+
+
+def test_masters_drift_hashes_nothing_without_verify_passwords(tmp_path, monkeypatch):
+    write(tmp_path, {'dovecot-masters.cf': 'admin|%s\n' % HASH})
+
+    def boom(*args, **kwargs):
+        raise AssertionError('hashed without verify_passwords')
+    monkeypatch.setattr(_info, 'run_jobs', boom)
+    assert drift(tmp_path, 'masters', [dict(name='admin', password='pw-long-enough')])[1] is True
+
+
+SIEVE_ALICE = 'require ["fileinto"];\nif header :contains "subject" "x" { fileinto "Junk"; }\n'
+
+
+def sieve_params(scripts):
+    keys = ('address', 'scope', 'script', 'vacation', 'forward', 'state')
+    return dict(address=None, scope=None, script=None, vacation=None, forward=None, state='present',
+                exclusive=False, validate='never', scripts=[dict(dict((k, None) for k in keys), **s) for s in scripts])
+
+
+@pytest.fixture
+def sieve_dir(tmp_path):
+    write(tmp_path, {'postfix-accounts.cf': 'alice@example.com|%s\nbob@example.com|%s\n' % (HASH, HASH)})
+    converge(tmp_path, 'sieve', sieve_params([
+        dict(address='alice@example.com', script=SIEVE_ALICE),
+        dict(address='bob@example.com', forward=dict(addresses=['x@example.org'], keep=True)),
+        dict(scope='before', script='keep;\n')]))
+    converge(tmp_path, 'sieve', sieve_params([dict(address='bob@example.com', state='absent')]))
+    return tmp_path
+
+
+def test_sieve_scripts_by_name_never_their_text(sieve_dir):
+    result = run(sieve_dir, gather=['sieve'])
+    assert result['sieve'] == [dict(kind='user', address='alice@example.com', neutral=False),
+                               dict(kind='user', address='bob@example.com', neutral=True),
+                               dict(kind='global', scope='before')]
+    assert 'fileinto' not in repr(result) and 'keep;' not in repr(result)
+    write(sieve_dir, {'after.dovecot.sieve': 'keep;\n', 'other.sieve': 'keep;\n'})
+    assert [i.get('scope') for i in run(sieve_dir, gather=['sieve'])['sieve']] == [None, None, 'before', 'after']
+
+
+def test_sieve_drift_each_kind(sieve_dir):
+    listed = [dict(address='alice@example.com', script=SIEVE_ALICE), dict(address='bob@example.com', state='absent'),
+              dict(scope='before', script='keep;\n')]
+    assert drift(sieve_dir, 'sieve', listed) == (dict(missing=[], extra=[], different=[]), True)
+    # bob's neutral script is no filter: not extra when unlisted.
+    assert drift(sieve_dir, 'sieve', [listed[0], listed[2]])[1] is True
+    d, in_sync = drift(sieve_dir, 'sieve', [dict(address='alice@example.com', script='discard;\n'),
+                                            dict(address='bob@example.com', script='keep;\n'),
+                                            dict(scope='after', script='keep;\n')])
+    assert not in_sync
+    assert d == dict(missing=[dict(address='bob@example.com'), dict(scope='after')], extra=[dict(scope='before')],
+                     different=[dict(address='alice@example.com', fields=['script'])])
+    d, dummy = drift(sieve_dir, 'sieve', [dict(address='alice@example.com', state='absent'), listed[2]])
+    assert d['extra'] == [dict(address='alice@example.com')]
+    with pytest.raises(ValidationError, match=r'^compare_to\.sieve\[0\]\.scope'):
+        drift(sieve_dir, 'sieve', [dict(scope='middle', script='keep;')])
+
+
+def fetch_params(fetches):
+    keys = ('server', 'protocol', 'port', 'username', 'password', 'ssl', 'cleartext', 'keep', 'folders', 'target',
+            'fetcher', 'state')
+    return dict(dict((k, None) for k in keys), fetcher='fetchmail', state='present', exclusive=False,
+                fetches=[dict(dict((k, None) for k in keys), **f) for f in fetches])
+
+
+FETCHES = [dict(server='pop.example.net', protocol='pop3', port=995, username='alice.remote', password=FETCH_PW,
+                target='alice@example.com', keep=False),
+           dict(server='imap.example.net', username='bob', password=FETCH_PW, target='bob@example.com',
+                folders=['INBOX', 'Sent']),
+           dict(server='imap.example.org', username='bob@example.org', password=FETCH_PW, target='bob@example.com',
+                fetcher='getmail')]
+
+
+@pytest.fixture
+def fetch_dir(tmp_path):
+    write(tmp_path, {'postfix-accounts.cf': 'alice@example.com|%s\nbob@example.com|%s\n' % (HASH, HASH)})
+    converge(tmp_path, 'fetchmail', fetch_params(FETCHES))
+    return tmp_path
+
+
+def test_fetches_of_both_fetchers_never_a_password(fetch_dir):
+    result = run(fetch_dir, gather=['fetches'])
+    assert result['fetches'] == [
+        dict(fetcher='fetchmail', file='fetchmail.cf', server='pop.example.net', username='alice.remote',
+             protocol='pop3', port=995, target='alice@example.com', ssl=True, keep=False, folders=[],
+             password_set=True),
+        dict(fetcher='fetchmail', file='fetchmail.cf', server='imap.example.net', username='bob', protocol='imap',
+             port=None, target='bob@example.com', ssl=True, keep=True, folders=['INBOX', 'Sent'], password_set=True),
+        dict(fetcher='getmail', file='getmail/bob@example.org@imap.example.org.cf', server='imap.example.org',
+             username='bob@example.org', protocol='imap', port=None, target='bob@example.com', ssl=True, keep=True,
+             folders=['INBOX'], password_set=True)]
+    assert FETCH_PW not in repr(result)
+
+
+def test_fetchmail_defaults_statement_and_fetchmail_defaults(tmp_path):
+    write(tmp_path, {'fetchmail.cf': "# mine\ndefaults proto imap keep ssl\n"
+                                     "poll a.example.net user 'u1' is 'alice@example.com' here\n"
+                                     "poll b.example.net service 1110 user u2 with pass \"%s\" to x@example.com "
+                                     "there nokeep\n" % FETCH_PW,
+                     'getmail/broken.cf': '[retriever]\nserver = x\nserver = y\n',
+                     'getmail/none.cf': '[destination]\ntype = MDA_external\n',
+                     'getmail/ok.cf': '[retriever]\ntype = SimplePOP3Retriever\nserver = c.example.net\n'
+                                      'port = 1110\nusername = u3\n',
+                     'getmail/getmailrc_general.cf': '[options]\ndelete = true\n'})
+    fetches = run(tmp_path, gather=['fetches'])['fetches']
+    assert [(f.get('server'), f.get('protocol'), f.get('port'), f.get('ssl'), f.get('keep'), f.get('target'),
+             f.get('password_set')) for f in fetches[:2]] == [
+        ('a.example.net', 'imap', None, True, True, 'alice@example.com', False),
+        ('b.example.net', 'imap', 1110, True, False, 'x@example.com', True)]
+    assert [(f['file'], 'error' in f) for f in fetches[2:]] == [('getmail/broken.cf', True), ('getmail/none.cf', True),
+                                                               ('getmail/ok.cf', False)]
+    # getmail keeps mail unless the base options (getmailrc_general.cf here) delete it; no password, no target.
+    assert dict((k, fetches[4][k]) for k in ('protocol', 'ssl', 'port', 'keep', 'password_set', 'target')) == dict(
+        protocol='pop3', ssl=False, port=1110, keep=False, password_set=False, target=None)
+    assert FETCH_PW not in repr(fetches)
+    # Without a defaults statement, fetchmail's own: no TLS wrapper, nokeep, protocol auto-probed.
+    write(tmp_path, {'fetchmail.cf': 'poll c.example.net user u3 pass p is alice@example.com\n'})
+    first = run(tmp_path, gather=['fetches'])['fetches'][0]
+    assert (first['protocol'], first['ssl'], first['keep']) == (None, False, False)
+
+
+def test_unreadable_fetchmail_cf_is_reported_not_fatal(tmp_path):
+    write(tmp_path, {'fetchmail.cf': "poll x user u pass '%s\n" % FETCH_PW})
+    fetches = run(tmp_path, gather=['fetches'])['fetches']
+    assert fetches[0]['file'] == 'fetchmail.cf' and 'never closed' in fetches[0]['error']
+    assert FETCH_PW not in repr(fetches)
+
+
+def test_fetches_drift_each_kind(fetch_dir):
+    assert drift(fetch_dir, 'fetches', FETCHES) == (dict(missing=[], extra=[], different=[]), True)
+    assert drift(fetch_dir, 'fetches', FETCHES, verify_passwords=True)[1] is True
+    changed = [dict(FETCHES[0], port=110, ssl=False, cleartext=True), dict(FETCHES[1], fetcher='getmail'),
+               dict(server='new.example.net', username='n', password='p', target='alice@example.com')]
+    d, in_sync = drift(fetch_dir, 'fetches', changed)
+    assert not in_sync
+    assert d == dict(missing=[dict(server='new.example.net', username='n')],
+                     extra=[dict(server='imap.example.org', username='bob@example.org')],
+                     different=[dict(server='pop.example.net', username='alice.remote', fields=['port', 'ssl']),
+                                dict(server='imap.example.net', username='bob', fields=['fetcher'])])
+    d, dummy = drift(fetch_dir, 'fetches', FETCHES[:2] + [dict(server='IMAP.example.org', username='bob@example.org',
+                                                              state='absent')])
+    assert d['extra'] == [dict(server='imap.example.org', username='bob@example.org')]
+    # Passwords are compared (never hashed) only with verify_passwords.
+    wrong = [dict(f, password='Wrong-Pw-3') for f in FETCHES]
+    assert drift(fetch_dir, 'fetches', wrong)[1] is True
+    d, dummy = drift(fetch_dir, 'fetches', wrong, verify_passwords=True)
+    assert [x['fields'] for x in d['different']] == [['password']] * 3
+    with pytest.raises(ValidationError, match=r'^compare_to\.fetches\[0\]\.protocol'):
+        drift(fetch_dir, 'fetches', [dict(FETCHES[0], protocol='smtp')])
+
+
+def test_new_sections_in_the_default_gather_and_no_secret_anywhere(fetch_dir):
+    from ansible_collections.dms.mailserver.plugins.module_utils._hashing import run_jobs
+    stored = run_jobs([('hash', MASTER_PW, 'SHA512-CRYPT')])[0]
+    write(fetch_dir, {'dovecot-masters.cf': 'admin|%s\n' % stored})
+    converge(fetch_dir, 'sieve', sieve_params([dict(address='alice@example.com', script=SIEVE_ALICE)]))
+    result = run(fetch_dir, compare_to=dict(masters=[dict(name='admin', password='Wrong-Pw-4')],
+                                            fetches=[dict(f, password='Wrong-Pw-4') for f in FETCHES]),
+                 verify_passwords=True)
+    assert result['sections'][-4:] == ['masters', 'sieve', 'fetches', 'config']
+    assert result['masters'] and result['sieve'] and len(result['fetches']) == 3
+    text = repr(result)
+    for secret in (stored, '$6$', FETCH_PW, 'Wrong-Pw-4', HASH, 'fileinto'):
+        assert secret not in text
