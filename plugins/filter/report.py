@@ -44,6 +44,9 @@ def dms_report_summary(info, host):
         'aliases': len(info.get('aliases') or []),
         'relays': len(info.get('relays') or []),
         'dkim': len(info.get('dkim') or []),
+        'masters': len(info.get('masters') or []),
+        'sieve': len([s for s in info.get('sieve') or [] if not s.get('neutral')]),
+        'fetches': len(info.get('fetches') or []),
         'in_sync': info.get('in_sync'),
         'drift': dict((name, sum(len(d.get(kind) or []) for kind in DRIFT_KINDS)) for name, d in drift.items()),
         'dms_release': live.get('dms_release'),
@@ -84,8 +87,8 @@ def _drift_lines(drift):
 
 
 def dms_report_markdown(summaries):
-    """The Markdown report of all hosts: a summary table, then per host its accounts, aliases, relays, DKIM keys
-    and drift."""
+    """The Markdown report of all hosts: a summary table, then per host its accounts, aliases, relays, DKIM keys,
+    master users, Sieve scripts, fetched mailboxes and drift."""
     if not isinstance(summaries, list):
         raise AnsibleFilterError('dms_report_markdown: expected the list of the hosts\' dms_report_host')
     lines = ['# Mail server report', '',
@@ -129,6 +132,25 @@ def dms_report_markdown(summaries):
             for d in info['dkim']:
                 key = d.get('error') or ('RSA %s-bit' % d['key_size'] if d['key_type'] == 'rsa' else 'Ed25519')
                 lines.append('| `%s` | %s | %s |' % (d['name'], d['backend'], _cell(key)))
+        if info.get('masters'):
+            lines += ['', '### Dovecot master users', '', '| name | scheme |', '|---|---|']
+            for m in info['masters']:
+                lines.append('| %s | %s |' % (_cell(m['name']), _cell(m.get('scheme') or '-')))
+        if info.get('sieve'):
+            lines += ['', '### Sieve scripts', '', '| for | filter |', '|---|---|']
+            for item in info['sieve']:
+                who = item['address'] if item['kind'] == 'user' else 'every account (%s)' % item['scope']
+                lines.append('| %s | %s |' % (_cell(who), 'none (neutral script)' if item.get('neutral') else 'yes'))
+        if info.get('fetches'):
+            lines += ['', '### Fetched mailboxes', '', '| fetcher | server | username | protocol | into | keep |',
+                      '|---|---|---|---|---|---|']
+            for f in info['fetches']:
+                if 'error' in f:
+                    lines.append('| %s | `%s` | %s | | | |' % (f['fetcher'], _cell(f['file']), _cell(f['error'])))
+                    continue
+                lines.append('| %s | %s | %s | %s | %s | %s |' % (
+                    f['fetcher'], _cell(f['server']), _cell(f['username']), f.get('protocol') or 'auto',
+                    _cell(f.get('target') or '-'), _yes(f.get('keep'))))
         if info.get('drift') is not None:
             lines += ['', '### Drift from the inventory', '']
             lines += _drift_lines(info['drift']) or ['None: the host has what the inventory says.']

@@ -196,21 +196,24 @@ def test_report_playbook_prints_a_row_and_writes_json_and_markdown(tmp_path, ser
                   dms_relays=[{'domain': 'example.org', 'host': 'smtp.relay.test', 'port': 587,
                                'username': 'relayuser', 'password': RELAY_PW},
                               {'domain': 'internal.example.net', 'exclude': True}],
-                  dms_dkim=[])
+                  dms_dkim=[], dms_dovecot_masters=[{'name': 'admin', 'password': 'Info-Master-Pw-6'}])
     run = run_playbook(group, 'report', extra_vars={'dms_report_dir': str(out), 'dms_report_verify_passwords': True})
     assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
     row = run.task('Print one row per host', 'mx1')['msg']
     assert row[0].split()[:4] == ['host', 'accounts', 'aliases', 'relays']
     assert row[1].split()[:6] == ['mx1', '3', '3', '2', '0', 'no']
     data = json.loads((out / 'dms-report.json').read_text())
-    assert data[0]['host'] == 'mx1' and data[0]['drift'] == {'accounts': 1, 'aliases': 2, 'relays': 0, 'dkim': 0}
+    assert data[0]['host'] == 'mx1' and data[0]['drift'] == {'accounts': 1, 'aliases': 2, 'relays': 0, 'dkim': 0,
+                                                                'masters': 1}
     assert data[0]['info']['drift']['accounts']['missing'] == ['new@example.com']
     markdown = (out / 'dms-report.md').read_text()
     assert '| mx1 | 3 | 3 | 2 | 0 | no |' in markdown
     assert '- accounts missing: `new@example.com`' in markdown
     assert '- aliases extra: `virtual sales@example.com`' in markdown
+    assert '- masters missing: `admin`' in markdown
     for text in (run.stdout, run.stderr, markdown, json.dumps(data)):
         assert RELAY_PW not in text and 'Info-New-Pw-5' not in text and '$6$' not in text
+        assert 'Info-Master-Pw-6' not in text
         assert not any(p in text for p in PASSWORDS.values())
 
 
@@ -223,6 +226,14 @@ ALIASES = [{'alias': '@example.com', 'recipients': ['alice@example.com']},
 RELAYS = [{'domain': 'example.com', 'host': 'smtp.relay.test', 'port': 587, 'username': 'u', 'password': 'Conv-R-Pw-3'}]
 DKIM = [{'domains': ['example.com'], 'key_size': 1024}]
 CONFIG = [{'file': 'postfix-main.cf', 'settings': {'message_size_limit': 20480000}}]
+MASTERS = [{'name': 'admin', 'password': 'Conv-Master-Pw-4'}, {'name': 'backup', 'password': 'Conv-Master-Pw-5'}]
+SIEVE = [{'address': 'alice@example.com', 'vacation': {'subject': 'Away', 'body': 'Back on Monday.', 'days': 3}},
+         {'scope': 'before', 'script': 'require "fileinto";\nif header :contains "X-Spam" "yes" '
+                                       '{ fileinto "Junk"; }\n'}]
+FETCHES = [{'server': 'pop.old.test', 'protocol': 'pop3', 'username': 'alice', 'password': 'Conv-Fetch-Pw-6',
+            'target': 'alice@example.com'},
+           {'server': 'imap.old.test', 'protocol': 'imap', 'username': 'bob', 'password': 'Conv-Fetch-Pw-7',
+            'target': 'bob@example.com', 'fetcher': 'getmail', 'folders': ['INBOX', 'Archive']}]
 
 
 def test_no_drift_after_the_state_modules_converged_and_drift_after_a_hand_edit(tmp_path):
@@ -231,14 +242,28 @@ def test_no_drift_after_the_state_modules_converged_and_drift_after_a_hand_edit(
              {'dms.mailserver.dms_alias': {'config_dir': config, 'aliases': ALIASES}},
              {'dms.mailserver.dms_relay': {'config_dir': config, 'relays': RELAYS}},
              {'dms.mailserver.dms_dkim': {'config_dir': config, 'domains': ['example.com'], 'key_size': 1024}},
-             {'dms.mailserver.dms_config': dict(CONFIG[0], config_dir=config)}]
+             {'dms.mailserver.dms_config': dict(CONFIG[0], config_dir=config)},
+             {'dms.mailserver.dms_dovecot_master': {'config_dir': config, 'masters': MASTERS}},
+             {'dms.mailserver.dms_sieve': {'config_dir': config, 'scripts': SIEVE}},
+             {'dms.mailserver.dms_fetchmail': {'config_dir': config, 'fetches': FETCHES}}]
     run = run_play(tmp_path, tasks)
     assert run.rc == 0, run.stdout[-3000:]
     compare = {'config_dir': config, 'verify_passwords': True,
                'compare_to': {'accounts': ACCOUNTS, 'aliases': ALIASES, 'relays': RELAYS, 'dkim': DKIM,
-                              'config': CONFIG}}
-    result = run_play(tmp_path, [{'dms.mailserver.dms_info': compare}], name='info').result
+                              'config': CONFIG, 'masters': MASTERS, 'sieve': SIEVE, 'fetches': FETCHES}}
+    run = run_play(tmp_path, [{'dms.mailserver.dms_info': compare}], name='info')
+    result = run.result
     assert result['in_sync'] is True, result['drift']
+    assert result['masters'] == [{'name': 'admin', 'scheme': 'SHA512-CRYPT'},
+                                 {'name': 'backup', 'scheme': 'SHA512-CRYPT'}]
+    assert result['sieve'] == [{'kind': 'user', 'address': 'alice@example.com', 'neutral': False},
+                               {'kind': 'global', 'scope': 'before'}]
+    assert [(f['fetcher'], f['server'], f['username'], f['protocol'], f['target'], f['ssl'], f['folders'],
+             f['password_set']) for f in result['fetches']] == [
+        ('fetchmail', 'pop.old.test', 'alice', 'pop3', 'alice@example.com', True, [], True),
+        ('getmail', 'imap.old.test', 'bob', 'imap', 'bob@example.com', True, ['INBOX', 'Archive'], True)]
+    for secret in ('Conv-Master-Pw-4', 'Conv-Master-Pw-5', 'Conv-Fetch-Pw-6', 'Conv-Fetch-Pw-7', '$6$'):
+        assert secret not in run.stdout + run.stderr, secret
     # The catch-all made self-aliases for both accounts: marked, and not drift.
     assert [a['alias'] for a in result['aliases'] if a.get('self_alias')] == ['alice@example.com', 'bob@example.com']
     # By hand: another quota and another password for bob, a new alias, the relay gone.
@@ -252,7 +277,28 @@ def test_no_drift_after_the_state_modules_converged_and_drift_after_a_hand_edit(
     lines = accounts.read_text().splitlines()
     lines[1] = 'bob@example.com|%s' % doveadm_hash('Other-Pw')
     accounts.write_text('\n'.join(lines) + '\n')
+    # By hand: master "backup" gone, another hash for admin, a Sieve script for bob, alice's vacation text changed,
+    # the global script removed, another fetchmail password, an extra getmail file.
+    masters = tmp_path / 'config' / 'dovecot-masters.cf'
+    masters.write_text('admin|%s\n' % doveadm_hash('Other-Master-Pw'))
+    (tmp_path / 'config' / 'bob@example.com.dovecot.sieve').write_text('keep;\nstop;\n')
+    alice = tmp_path / 'config' / 'alice@example.com.dovecot.sieve'
+    alice.write_text(alice.read_text().replace('Back on Monday.', 'Back on Tuesday.'))
+    (tmp_path / 'config' / 'before.dovecot.sieve').unlink()
+    fetchmail = tmp_path / 'config' / 'fetchmail.cf'
+    fetchmail.write_text(fetchmail.read_text().replace('Conv-Fetch-Pw-6', 'Other-Fetch-Pw'))
+    (tmp_path / 'config' / 'getmail' / 'hand.cf').write_text(
+        '[retriever]\ntype = SimplePOP3SSLRetriever\nserver = pop.hand.test\nusername = carol\npassword = x\n'
+        '\n[destination]\ntype = MDA_external\npath = /usr/lib/dovecot/deliver\n'
+        'allow_root_commands = true\narguments = ("-d","bob@example.com")\n')
     drift = run_play(tmp_path, [{'dms.mailserver.dms_info': compare}], name='info2').result['drift']
+    assert drift['masters'] == {'missing': ['backup'], 'extra': [],
+                                'different': [{'name': 'admin', 'fields': ['password']}]}
+    assert drift['sieve'] == {'missing': [{'scope': 'before'}], 'extra': [{'address': 'bob@example.com'}],
+                              'different': [{'address': 'alice@example.com', 'fields': ['script']}]}
+    assert drift['fetches'] == {'missing': [], 'extra': [{'server': 'pop.hand.test', 'username': 'carol'}],
+                                'different': [{'server': 'pop.old.test', 'username': 'alice',
+                                               'fields': ['password']}]}
     assert drift['accounts']['different'] == [{'address': 'alice@example.com', 'fields': ['quota']},
                                               {'address': 'bob@example.com', 'fields': ['password']}]
     assert drift['aliases']['extra'] == [{'type': 'virtual', 'alias': 'hand@example.com'}]

@@ -23,6 +23,13 @@ INFO = {
     'relays': [{'key': '@x.test', 'domain': 'x.test', 'host': 'smtp.r.test', 'port': None, 'exclude': False,
                 'credentials': True}],
     'dkim': [{'name': 'mail._domainkey.x.test', 'backend': 'opendkim', 'key_type': 'rsa', 'key_size': 2048}],
+    'masters': [{'name': 'admin', 'scheme': 'SHA512-CRYPT'}],
+    'sieve': [{'kind': 'user', 'address': 'a@x.test', 'neutral': False},
+              {'kind': 'user', 'address': 'b@x.test', 'neutral': True}, {'kind': 'global', 'scope': 'before'}],
+    'fetches': [{'fetcher': 'fetchmail', 'file': 'fetchmail.cf', 'server': 'pop.old.test', 'username': 'a',
+                 'protocol': 'pop3', 'port': None, 'target': 'a@x.test', 'ssl': True, 'keep': True, 'folders': [],
+                 'password_set': True},
+                {'fetcher': 'getmail', 'file': 'getmail/bad.cf', 'error': 'no [retriever]'}],
     'drift': {'accounts': {'missing': ['n@x.test'], 'extra': [],
                            'different': [{'address': 'a@x.test', 'fields': ['quota']}]},
               'relays': {'missing': [], 'extra': [], 'different': []}},
@@ -38,6 +45,8 @@ def test_summary_counts_and_drift_per_section():
         'host': 'mx1', 'accounts': 2, 'aliases': 2, 'relays': 1, 'dkim': 1, 'in_sync': False,
         'drift': {'accounts': 2, 'relays': 0}, 'dms_release': 'v16.0.1', 'applied': False,
         'pending': ['postfix-virtual.cf']}
+    # A neutral Sieve script (what dms_sieve leaves for state=absent) is no filter; an unreadable fetch file counts.
+    assert (summary['masters'], summary['sieve'], summary['fetches']) == (1, 2, 2)
     assert 'invocation' not in summary['info'] and 'changed' not in summary['info']
     with pytest.raises(AnsibleFilterError):
         report.dms_report_summary('x', 'mx1')
@@ -53,6 +62,11 @@ def test_row_and_markdown():
     assert '| b@x.test | - | - | - | - | - |' in md
     assert '| regexp | `/^a\\|b$/` | a@x.test |  |' in md and '| virtual | `@x.test` | a@x.test | catch-all |' in md
     assert '| `@x.test` | smtp.r.test:25 | yes | no |' in md
+    assert '| admin | SHA512-CRYPT |' in md
+    assert '| a@x.test | yes |' in md and '| b@x.test | none (neutral script) |' in md
+    assert '| every account (before) | yes |' in md
+    assert '| fetchmail | pop.old.test | a | pop3 | a@x.test | yes |' in md
+    assert '| getmail | `getmail/bad.cf` | no [retriever] | | | |' in md
     assert '- accounts missing: `n@x.test`' in md and '- accounts different: `a@x.test` (quota)' in md
     in_sync = dict(INFO, drift={'accounts': {'missing': [], 'extra': [], 'different': []}}, in_sync=True)
     assert 'None: the host has what the inventory says.' in report.dms_report_markdown(
