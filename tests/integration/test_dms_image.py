@@ -531,6 +531,27 @@ def test_change_detector_applies_a_new_account_and_honours_its_lock(line, main):
     assert main.inspect('{{.RestartCount}}') == '0'
 
 
+def test_change_detector_rebuilds_per_file_and_ignores_a_removed_file(main):
+    """As DMS's check-for-changes.sh: only new or changed files count (a removed one is not rebuilt from), and
+    each derived file is rebuilt only from the files it comes from (postfix-regexp.cf does not rebuild userdb)."""
+    chksum = '/tmp/docker-mailserver-config-chksum'
+    regexp = main.config / 'postfix-regexp.cf'
+    main.exec('sh', '-c', 'echo "# dms-test marker" >> /etc/dovecot/userdb')
+    regexp.write_text('/^sales-.*@example\\.com$/ %s\n' % ALICE[0])
+    _wait(lambda: 'sales-' in main.exec('cat', '/etc/postfix/regexp').stdout, CHANGE_TIMEOUT,
+          'the new postfix-regexp.cf was not applied', main)
+    _wait(lambda: '/tmp/docker-mailserver/postfix-regexp.cf' in main.exec('cat', chksum).stdout, CHANGE_TIMEOUT,
+          'the change detector did not finish', main)
+    assert '# dms-test marker' in main.exec('cat', '/etc/dovecot/userdb').stdout, \
+        'a change of postfix-regexp.cf rebuilt the accounts (DMS does not)'
+    regexp.unlink()
+    _wait(lambda: '/tmp/docker-mailserver/postfix-regexp.cf' not in main.exec('cat', chksum).stdout,
+          CHANGE_TIMEOUT, 'the change detector did not see the removal', main)
+    assert 'sales-' in main.exec('cat', '/etc/postfix/regexp').stdout, \
+        'the removed postfix-regexp.cf was applied (DMS acts only on new or changed files)'
+    assert main.inspect('{{.RestartCount}}') == '0'
+
+
 def test_files_read_only_at_start_are_not_applied_live(main):
     (main.config / 'postfix-main.cf').write_text('message_size_limit = 30720000\n')
     (main.config / 'dovecot-quotas.cf').write_text('alice@example.com:11M\n')  # watched: forces a reload cycle

@@ -253,17 +253,19 @@ _build_vhost() {
 }
 
 # postfix-virtual.cf and postfix-regexp.cf are used as they are.
+_build_alias() {
+  local name="$1" src="${DMS_CONFIG}/postfix-$1.cf"
+  if [[ -f "${src}" ]]; then
+    _fix_line_endings "${src}"
+    _install_file "/etc/postfix/${name}" <"${src}"
+  else
+    _install_file "/etc/postfix/${name}" </dev/null
+  fi
+}
+
 _build_aliases() {
-  local name src
-  for name in virtual regexp; do
-    src="${DMS_CONFIG}/postfix-${name}.cf"
-    if [[ -f "${src}" ]]; then
-      _fix_line_endings "${src}"
-      _install_file "/etc/postfix/${name}" <"${src}"
-    else
-      _install_file "/etc/postfix/${name}" </dev/null
-    fi
-  done
+  _build_alias virtual
+  _build_alias regexp
 }
 
 # ---------------------------------------------------------------------------
