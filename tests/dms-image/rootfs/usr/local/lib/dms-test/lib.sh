@@ -62,11 +62,14 @@ _log() {
 
 # A fatal error, as DMS handles it: log it, then stop the whole container
 # through PID 1 (dumb-init -> supervisord), which exits with status 0.
-# Once: the start script's EXIT trap must not call it again for the exit
-# below, as a second SIGTERM can reach supervisord while Python is shutting
-# down (its handlers gone) and kill it (exit status 143).
+# Once per container: a second SIGTERM can reach supervisord while Python is
+# shutting down (its handlers gone) and kill it (exit status 143). The traps
+# are cleared for the exit below, and the marker directory (mkdir is atomic)
+# covers a _die in a subshell, e.g. in $(...), whose failure then runs the
+# calling shell's ERR trap (DMS stops its start script with SIGUSR1 instead).
 _die() {
   trap - ERR EXIT
+  mkdir /run/dms-test-shutting-down 2>/dev/null || exit 1
   _log error "$*"
   _log error "Shutting down"
   sleep 1
