@@ -221,7 +221,8 @@ def _produced(cfg, scenario):
 
 def _run(tmp_path, name, debug, cfg, scenario):
     log = tmp_path / ('%s.log' % name)
-    env = {'ANSIBLE_LOG_PATH': str(log)}
+    # Its own remote_tmp: the sampler tells this test's module processes from other runs' by their path.
+    env = {'ANSIBLE_LOG_PATH': str(log), 'ANSIBLE_REMOTE_TMP': str(tmp_path / 'remote-tmp')}
     if debug:
         env['ANSIBLE_DEBUG'] = '1'
     secrets_file = tmp_path / ('%s-secrets.yml' % name)
@@ -278,10 +279,11 @@ def test_no_secret_in_any_output_log_or_command_line(tmp_path):
                                               'argument echo)' if debug else '', size))
 
     # The sampler really watched the module processes while they ran.
-    modules = set(re.findall(r'AnsiballZ_(dms_[a-z_]+)\.py', '\n'.join(sampler.seen)))
-    # (A superset: /proc shows every process of the machine, other runs' modules too.)
-    assert modules >= {'dms_account', 'dms_alias', 'dms_relay', 'dms_dkim', 'dms_config', 'dms_sieve', 'dms_info',
-                       'dms_dovecot_master', 'dms_fetchmail'}, modules
+    # (/proc shows every process of the machine: only those under this test's remote_tmp count.)
+    modules = set(re.findall(r'%s/\S*AnsiballZ_(dms_[a-z_]+)\.py' % re.escape(str(tmp_path / 'remote-tmp')),
+                             '\n'.join(sampler.seen)))
+    assert modules == set(re.findall(r"'dms\.mailserver\.(dms_[a-z_]+)'", repr(setups[0][3]['tasks']))), modules
+    assert len(modules) == 9, modules
     note('secrets: %d needles checked; %d distinct command lines and %d environments sampled from /proc in %d '
          'rounds, including every module\'s process'
          % (seen, len(sampler.seen), len(sampler.environs), sampler.rounds))
