@@ -310,9 +310,9 @@ def read_polls(statements):
         server_opts = dict(base, server=st.server)
         users = []
         _options(st.tokens[1:], server_opts, users)
+        fields = ('server', 'username', 'protocol', 'port', 'target', 'ssl', 'keep', 'folders', 'password_set')
         for user in users:
-            out.append(dict((k, user.get(k)) for k in ('server', 'username', 'protocol', 'port', 'target', 'ssl',
-                                                         'keep', 'folders', 'password_set')))
+            out.append(dict((k, user.get(k)) for k in fields))
     return out
 
 

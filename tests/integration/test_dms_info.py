@@ -203,8 +203,8 @@ def test_report_playbook_prints_a_row_and_writes_json_and_markdown(tmp_path, ser
     assert row[0].split()[:4] == ['host', 'accounts', 'aliases', 'relays']
     assert row[1].split()[:6] == ['mx1', '3', '3', '2', '0', 'no']
     data = json.loads((out / 'dms-report.json').read_text())
-    assert data[0]['host'] == 'mx1' and data[0]['drift'] == {'accounts': 1, 'aliases': 2, 'relays': 0, 'dkim': 0,
-                                                                'masters': 1}
+    assert data[0]['host'] == 'mx1'
+    assert data[0]['drift'] == {'accounts': 1, 'aliases': 2, 'relays': 0, 'dkim': 0, 'masters': 1}
     assert data[0]['info']['drift']['accounts']['missing'] == ['new@example.com']
     markdown = (out / 'dms-report.md').read_text()
     assert '| mx1 | 3 | 3 | 2 | 0 | no |' in markdown

@@ -529,8 +529,8 @@ def test_fetchmail_defaults_statement_and_fetchmail_defaults(tmp_path):
              f.get('password_set')) for f in fetches[:2]] == [
         ('a.example.net', 'imap', None, True, True, 'alice@example.com', False),
         ('b.example.net', 'imap', 1110, True, False, 'x@example.com', True)]
-    assert [(f['file'], 'error' in f) for f in fetches[2:]] == [('getmail/broken.cf', True), ('getmail/none.cf', True),
-                                                               ('getmail/ok.cf', False)]
+    assert [(f['file'], 'error' in f) for f in fetches[2:]] == [
+        ('getmail/broken.cf', True), ('getmail/none.cf', True), ('getmail/ok.cf', False)]
     # getmail keeps mail unless the base options (getmailrc_general.cf here) delete it; no password, no target.
     assert dict((k, fetches[4][k]) for k in ('protocol', 'ssl', 'port', 'keep', 'password_set', 'target')) == dict(
         protocol='pop3', ssl=False, port=1110, keep=False, password_set=False, target=None)
@@ -559,8 +559,8 @@ def test_fetches_drift_each_kind(fetch_dir):
                      extra=[dict(server='imap.example.org', username='bob@example.org')],
                      different=[dict(server='pop.example.net', username='alice.remote', fields=['port', 'ssl']),
                                 dict(server='imap.example.net', username='bob', fields=['fetcher'])])
-    d, dummy = drift(fetch_dir, 'fetches', FETCHES[:2] + [dict(server='IMAP.example.org', username='bob@example.org',
-                                                              state='absent')])
+    gone = dict(server='IMAP.example.org', username='bob@example.org', state='absent')
+    d, dummy = drift(fetch_dir, 'fetches', FETCHES[:2] + [gone])
     assert d['extra'] == [dict(server='imap.example.org', username='bob@example.org')]
     # Passwords are compared (never hashed) only with verify_passwords.
     wrong = [dict(f, password='Wrong-Pw-3') for f in FETCHES]
