@@ -327,3 +327,26 @@ class Engine:
 
     def run(self, argv):
         return self._cmd(['exec', self.container] + list(argv))
+
+    def net_admin(self):
+        """Whether the container's processes have CAP_NET_ADMIN (bit 12 of CapEff of its PID 1), which nftables
+        needs for Fail2ban's rules; None when that cannot be read."""
+        rc, out, dummy = self._cmd(['exec', self.container, 'grep', '^CapEff:', '/proc/1/status'])
+        return cap_net_admin(out) if rc == 0 else None
+
+
+CAP_NET_ADMIN = 12
+NO_NET_ADMIN = ('%s lacks the NET_ADMIN capability: Fail2ban lists bans there, but nftables refuses their rules and '
+                'nothing is blocked (give the container cap_add: [NET_ADMIN], as DMS documents)')
+
+
+def cap_net_admin(status):
+    """CAP_NET_ADMIN from a ``CapEff:`` line of /proc/<pid>/status (hex mask); None when there is none."""
+    for line in (status or '').splitlines():
+        name, dummy, value = line.partition(':')
+        if name.strip() == 'CapEff':
+            try:
+                return bool(int(value.strip(), 16) >> CAP_NET_ADMIN & 1)
+            except ValueError:
+                return None
+    return None

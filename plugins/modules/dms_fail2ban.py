@@ -103,7 +103,8 @@ notes:
   - Requirements on the managed host (where the container runs) are the engine's CLI (C(docker) or C(podman)) and
     permission to use it. No Python library is needed. The container needs DMS's C(ENABLE_FAIL2BAN=1) and, for
     bans to block anything, the C(NET_ADMIN) capability; without it DMS's Fail2ban still lists the ban but
-    nftables refuses the rule (see C(setup fail2ban log)).
+    nftables refuses the rule (see C(setup fail2ban log)). The module then warns (O(state=banned) and
+    O(state=query)); it reads the capability from C(/proc/1/status) in the container.
   - DMS drops the packets of a banned address (C(FAIL2BAN_BLOCKTYPE=drop), the default), so its connections time
     out rather than being refused; with C(FAIL2BAN_BLOCKTYPE=reject) they are refused.
   - Bans live in the container's Fail2ban database (C(/var/lib/fail2ban)); they survive a restart of Fail2ban and
@@ -236,6 +237,8 @@ def main():
             result, warnings = _fail2ban.plan_and_apply(
                 f2b, params['state'], ips, jail, module.check_mode, protect=protect,
                 controller=_fail2ban.ssh_client_address(os.environ))
+        if params['state'] != 'unbanned' and engine.net_admin() is False:
+            warnings.append(_fail2ban.NO_NET_ADMIN % ('container %s' % params['container']))
     except _fail2ban.Fail2banError as exc:
         module.fail_json(msg=str(exc), container=params['container'])
     diff = result.pop('diff', None)

@@ -75,9 +75,9 @@ class Lab:
         return _run('docker', 'inspect', '-f', '{{(index .NetworkSettings.Networks "%s").IPAddress}}' % self.net,
                     name).stdout.strip()
 
-    def run_server(self, env=None):
+    def run_server(self, env=None, net_admin=True):
         args = ['docker', 'run', '-d', '--name', self.name, '--hostname', HOSTNAME, '--dns', '127.0.0.1',
-                '--label', LABEL, '--network', self.net, '--cap-add', 'NET_ADMIN',
+                '--label', LABEL, '--network', self.net] + (['--cap-add', 'NET_ADMIN'] if net_admin else []) + [
                 '-v', '%s:/tmp/docker-mailserver' % self.config]
         for key, value in dict(ENV, **(env or {})).items():
             args += ['-e', '%s=%s' % (key, value)]
@@ -98,9 +98,9 @@ class Lab:
             pytest.fail('%s stopped before it was ready%s' % (self.name, self.box.diagnostics()))
         return False
 
-    def recreate(self, env=None):
+    def recreate(self, env=None, net_admin=True):
         _run('docker', 'rm', '-f', self.name)
-        self.run_server(env)
+        self.run_server(env, net_admin)
 
     def remove(self):
         for name in [self.name, self.stopped] + list(self.clients.values()):
@@ -340,4 +340,17 @@ def test_blocktype_reject_refuses_instead_of_dropping(lab):
         assert 'refused' in str(lab.connects('abuser', port)).lower(), port
         assert lab.connects('office', port) is True, port
     lab.play('unban-reject', {'ip': abuser, 'state': 'unbanned'})
+    assert lab.connects('abuser', 25) is True
+
+
+def test_without_net_admin_a_ban_is_listed_but_blocks_nothing_and_the_module_warns(lab):
+    """As DMS: nothing checks for NET_ADMIN; Fail2ban runs and lists the ban, nftables refuses its rule. Runs
+    last: it recreates the server."""
+    abuser = lab.ips['abuser']
+    lab.recreate(net_admin=False)
+    done, = lab.play('ban-no-net-admin', {'ip': abuser})
+    assert done['changed'] and lab.banned()['custom'] == [abuser]
+    assert any('lacks the NET_ADMIN capability' in w for w in done.get('warnings', [])), done
+    _wait(lambda: 'Operation not permitted' in lab.box.exec('cat', '/var/log/mail/fail2ban.log').stdout,
+          START_TIMEOUT, 'nftables did not refuse the rule', lab.box)
     assert lab.connects('abuser', 25) is True

@@ -32,6 +32,8 @@ if args[:2] == ['inspect', '--format']:
 if args[0] != 'exec' or args[1] != state['container']:
     sys.stderr.write('unexpected: %r\n' % args); sys.exit(125)
 cmd = args[2:]
+if cmd == ['grep', '^CapEff:', '/proc/1/status']:
+    print('CapEff:\t%s' % state['capeff']); sys.exit(0)
 if cmd[0] == 'printenv':
     value = state['env'].get(cmd[1])
     if value is None:
@@ -70,6 +72,8 @@ def fake(tmp_path):
     docker.chmod(0o755)
     state = tmp_path / 'state.json'
     state.write_text(json.dumps({'container': CONTAINER, 'env': {'ENABLE_FAIL2BAN': '1', 'RELAY_PASSWORD': secret},
+                                 # Docker's default capabilities and NET_ADMIN (bit 12).
+                                 'capeff': '00000000a80435fb',
                                  'jails': {'custom': [], 'dovecot': [], 'postfix': []}}))
     log = tmp_path / 'calls.jsonl'
     log.write_text('')
@@ -88,6 +92,12 @@ def fake(tmp_path):
         @staticmethod
         def jails():
             return json.loads(state.read_text())['jails']
+
+        @staticmethod
+        def set_capeff(mask):
+            data = json.loads(state.read_text())
+            data['capeff'] = mask
+            state.write_text(json.dumps(data))
 
     return Fake()
 
@@ -139,3 +149,20 @@ def test_a_ban_is_one_argv_and_reads_no_other_environment(tmp_path, fake):
                     json_output=False, name='loud')
     assert loud.rc == 0, loud.stdout + loud.stderr
     assert '2001:db8::/48' in loud.stdout and fake.secret not in loud.stdout + loud.stderr
+
+
+def test_a_container_without_net_admin_gets_a_warning_for_ban_and_query(tmp_path, fake):
+    """DMS's Fail2ban lists a ban without NET_ADMIN but nftables blocks nothing: the module says so."""
+    def tasks(*states):
+        return [{'name': state, 'dms.mailserver.dms_fail2ban': {'container': CONTAINER, 'ip': '192.0.2.9',
+                                                                'state': state}} for state in states]
+    play = run_play(tmp_path, tasks('banned', 'query', 'unbanned'), env=fake.env, name='with')
+    assert not play.failed and not any(t.get('warnings') for t in play.tasks), play.tasks
+    assert ['exec', CONTAINER, 'grep', '^CapEff:', '/proc/1/status'] in fake.calls()
+    fake.set_capeff('00000000a80425fb')  # Docker's default capabilities: no NET_ADMIN
+    play = run_play(tmp_path, tasks('banned', 'query', 'unbanned'), env=fake.env, name='without')
+    assert not play.failed, play.stdout + play.stderr
+    for result in play.tasks[:2]:
+        assert any('lacks the NET_ADMIN capability' in w for w in result.get('warnings', [])), result
+    assert not play.tasks[2].get('warnings'), play.tasks[2]
+    assert play.tasks[0]['changed'] and play.tasks[2]['changed']

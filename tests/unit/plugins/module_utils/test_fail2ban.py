@@ -115,6 +115,16 @@ def test_ignoreip_output_is_read():
     assert _fail2ban.parse_ignoreip('No IP address/network is ignored\n') == []
 
 
+@pytest.mark.parametrize('status, expected', [
+    ('Name:\tdumb-init\nCapInh:\t0000000000000000\nCapEff:\t00000000a80435fb\n', True),   # --cap-add NET_ADMIN
+    ('CapEff:\t00000000a80425fb\n', False),                                               # Docker's default set
+    ('CapEff:\t000001ffffffffff\n', True),                                                # --privileged
+    ('CapEff:\tzz\n', None), ('', None),
+])
+def test_net_admin_is_bit_12_of_capeff(status, expected):
+    assert _fail2ban.cap_net_admin(status) is expected
+
+
 def test_controller_address_comes_from_ssh_connection():
     assert _fail2ban.ssh_client_address({'SSH_CONNECTION': '192.0.2.50 50022 192.0.2.1 22'}) == \
         ipaddress.ip_network('192.0.2.50/32')
