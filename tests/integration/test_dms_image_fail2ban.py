@@ -17,6 +17,7 @@ stand-ins). Needs root (dockerd).
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -38,6 +39,32 @@ CONNECT = ('import socket, sys\n'
            '    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()\n'
            'except OSError as exc:\n'
            '    sys.exit(str(exc) or type(exc).__name__)\n')
+
+# What docs/modules/dms_fail2ban.md tells DMS 16 users to add to fail2ban-jail.cf: Dovecot 2.4's failed-login line
+# for the dovecot jail (Fail2ban 1.1.0's filter reads only 2.3's).
+DOVECOT_24_JAIL = ('\n[dovecot]\n'
+                   'failregex = ^Login aborted: [^(]*\\(auth failed, \\d+ attempts(?: in \\d+ secs)?\\) \\(auth_failed\\):'
+                   '(?: user=<[^>]*>,)?(?: method=\\S+,)? rip=<HOST>(?:[^>]*(?:, session=<\\S+>)?)\\s*$\n')
+# Failed IMAP logins from a client, all at once (STARTTLS first when the server disables LOGIN before TLS): Dovecot
+# delays each further failure from the same address (its auth penalty, up to 15 s), so one after the other would
+# take a minute.
+FAIL_LOGINS = ('import imaplib, ssl, sys, threading\n'
+               'ctx = ssl.create_default_context()\n'
+               'ctx.check_hostname = False\n'
+               'ctx.verify_mode = ssl.CERT_NONE\n'
+               'def attempt(number):\n'
+               '    try:\n'
+               '        imap = imaplib.IMAP4(sys.argv[1], 143, timeout=40)\n'
+               '        if "LOGINDISABLED" in imap.capabilities:\n'
+               '            imap.starttls(ssl_context=ctx)\n'
+               '        imap.login("alice@example.com", "wrong-password-%d" % number)\n'
+               '    except (imaplib.IMAP4.error, OSError):\n'
+               '        pass\n'
+               'threads = [threading.Thread(target=attempt, args=(n,)) for n in range(int(sys.argv[2]))]\n'
+               'for thread in threads:\n'
+               '    thread.start()\n'
+               'for thread in threads:\n'
+               '    thread.join()\n')
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: starts containers (and maybe dockerd)')
 
@@ -327,6 +354,51 @@ def test_bad_input_is_refused_and_nothing_is_banned(lab):
         assert not result.get('changed'), args
     assert lab.banned() == {'custom': [], 'dovecot': [], 'postfix': []}
     assert lab.connects('office', 25) is True
+
+
+def _fail_logins(lab, count=7):
+    _run('docker', 'exec', lab.clients['abuser'], 'python3', '-c', FAIL_LOGINS, lab.ips['server'], str(count),
+         check=False)  # the last attempts may time out once the client is banned (dropped)
+
+
+def _auth_failures(lab, address):
+    log = lab.box.exec('cat', '/var/log/mail/mail.log').stdout
+    return sum(1 for line in log.splitlines() if 'auth failed' in line and 'rip=%s,' % address in line)
+
+
+def _ban_by_dovecot_jail_then_unban(lab):
+    abuser = lab.ips['abuser']
+    _fail_logins(lab)
+    _wait(lambda: lab.banned()['dovecot'] == [abuser], START_TIMEOUT, 'the dovecot jail did not ban the client',
+          lab.box)
+    assert 'timed out' in str(lab.connects('abuser', 143))
+    unban, = lab.play('unban-auto', {'ip': abuser, 'state': 'unbanned'})
+    assert unban['changed'] and unban['actions'] == [{'action': 'unban', 'jail': 'dovecot', 'ip': abuser}]
+    assert lab.banned() == {'custom': [], 'dovecot': [], 'postfix': []}
+    assert lab.connects('abuser', 143) is True
+
+
+def test_failed_logins_ban_the_client_in_the_dovecot_jail_and_the_module_unbans_it(lab):
+    """The daily chore: a customer's office mistyped a password too often. DMS's dovecot jail (maxretry 6, read
+    from the mail log) bans it; dms_fail2ban without a jail finds it there and lets it in again.
+
+    DMS 16 (Dovecot 2.4, Fail2ban 1.1.0) logs failed logins in a form Fail2ban 1.1.0's dovecot filter does not
+    read, so it never bans: the stand-in does the same. The jail override docs/modules/dms_fail2ban.md gives
+    (fail2ban-jail.cf through dms_config, applied by a new container) makes it ban."""
+    if not lab.is16:
+        _ban_by_dovecot_jail_then_unban(lab)
+        return
+    abuser = lab.ips['abuser']
+    _fail_logins(lab)
+    _wait(lambda: _auth_failures(lab, abuser) >= 6, START_TIMEOUT, 'the failed logins were not logged', lab.box)
+    subprocess.run(['sleep', '5'], check=True)   # Fail2ban reads the log within a second
+    assert lab.banned()['dovecot'] == [] and lab.connects('abuser', 143) is True
+    jail = (lab.config / 'fail2ban-jail.cf').read_text() + DOVECOT_24_JAIL
+    result = run_play(lab.base, [{'dms.mailserver.dms_config': {
+        'config_dir': str(lab.config), 'file': 'fail2ban-jail.cf', 'content': jail}}], name='dovecot-24').result
+    assert result['changed'] and result['restart_required']
+    lab.recreate()
+    _ban_by_dovecot_jail_then_unban(lab)
 
 
 def test_blocktype_reject_refuses_instead_of_dropping(lab):
