@@ -104,8 +104,9 @@ class Lab:
 
     def run_server(self, env=None, net_admin=True):
         args = ['docker', 'run', '-d', '--name', self.name, '--hostname', HOSTNAME, '--dns', '127.0.0.1',
-                '--label', LABEL, '--network', self.net] + (['--cap-add', 'NET_ADMIN'] if net_admin else []) + [
-                '-v', '%s:/tmp/docker-mailserver' % self.config]
+                '--label', LABEL, '--network', self.net, '-v', '%s:/tmp/docker-mailserver' % self.config]
+        if net_admin:
+            args += ['--cap-add', 'NET_ADMIN']
         for key, value in dict(ENV, **(env or {})).items():
             args += ['-e', '%s=%s' % (key, value)]
         proc = _run(*args, self.image, check=False)
