@@ -19,7 +19,7 @@ from ansible_collections.dms.mailserver.plugins.module_utils import _validate as
 from ansible_collections.dms.mailserver.plugins.module_utils._aliases import (
     is_self_alias, reconcile_self_aliases, remove_recipients_everywhere, split_recipients,
 )
-from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._common import entries_of, item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import split_stored
 from ansible_collections.dms.mailserver.plugins.module_utils._passwords import (
     check_password_options, decide_hashes, require_schemes,
@@ -37,23 +37,10 @@ def restrict_line(address):
 def normalize(params):
     """Validate the module's options; return (entries, warnings). Raises ValidationError."""
     warnings = []
-    if params.get('accounts') is not None:
-        raw_entries = []
-        for index, item in enumerate(params['accounts']):
-            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
-            if entry['state'] is None:
-                entry['state'] = params['state']
-            raw_entries.append((index, entry))
-        list_option = 'accounts'
-        if params.get('exclusive') and not any(e['state'] == 'present' for dummy, e in raw_entries):
-            raise v.ValidationError('accounts: exclusive=true with no account to keep would remove every account, '
-                                    'and DMS shuts down without one; refusing')
-    else:
-        entry = dict((k, params.get(k)) for k in ENTRY_FIELDS)
-        raw_entries = [(None, entry)]
-        list_option = None
-        if params.get('exclusive'):
-            raise v.ValidationError('exclusive: needs the accounts list (every account to keep)')
+    list_option, raw_entries = entries_of(params, 'accounts', ENTRY_FIELDS, 'account')
+    if list_option and params.get('exclusive') and not any(e['state'] == 'present' for dummy, e in raw_entries):
+        raise v.ValidationError('accounts: exclusive=true with no account to keep would remove every account, '
+                                'and DMS shuts down without one; refusing')
 
     entries = []
     seen = {}

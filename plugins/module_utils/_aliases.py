@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
-from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._common import entries_of, item_path
 
 _RECIPIENT_SPLIT = re.compile(r'[,\s]+')
 _TOKENS = re.compile(r'[^,\s]+|[,\s]+')
@@ -343,28 +343,16 @@ def normalize(params):
     warnings = []
     default_type = params.get('type') or 'virtual'
     if params.get('aliases') is not None:
-        list_option = 'aliases'
         for name in ('alias', 'recipients', 'before', 'after'):
             if params.get(name) is not None:
                 raise v.ValidationError('%s: set it on each item of aliases, not next to the list' % name)
-        raw_entries = []
-        for index, item in enumerate(params['aliases']):
-            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
-            for name, default in (('type', default_type), ('append', params.get('append')),
-                                  ('state', params.get('state'))):
-                if entry[name] is None:
-                    entry[name] = default
-            raw_entries.append((index, entry))
-        if params.get('exclusive') and not raw_entries and not params.get('type'):
-            raise v.ValidationError('exclusive: the aliases list is empty, so it does not say which file to '
-                                    'clear; set type (virtual or regexp) to remove every alias of that file')
-    else:
-        list_option = None
-        if params.get('exclusive'):
-            raise v.ValidationError('exclusive: needs the aliases list (every alias to keep)')
-        entry = dict((k, params.get(k)) for k in ENTRY_FIELDS)
-        entry['type'] = default_type
-        raw_entries = [(None, entry)]
+    list_option, raw_entries = entries_of(params, 'aliases', ENTRY_FIELDS, 'alias', defaults={
+        'type': default_type, 'append': params.get('append'), 'state': params.get('state')})
+    if list_option is None:
+        raw_entries[0][1]['type'] = default_type
+    elif params.get('exclusive') and not raw_entries and not params.get('type'):
+        raise v.ValidationError('exclusive: the aliases list is empty, so it does not say which file to '
+                                'clear; set type (virtual or regexp) to remove every alias of that file')
 
     entries = []
     seen = {}

@@ -26,6 +26,28 @@ def common_argument_spec():
     )
 
 
+def entries_of(params, list_option, fields, what, defaults=None):
+    """The entries a call names: one per item of the bulk option ``list_option`` (each with every key of
+    ``fields``; those an item leaves unset get ``defaults``, by default the call's ``state``), or else the one entry
+    the single-entry options make. Returns ``(list_option or None, [(index or None, entry), ...])``.
+
+    ``exclusive`` without the bulk option is refused (``what``: what one item is, for the message)."""
+    if defaults is None:
+        defaults = {'state': params.get('state')}
+    if params.get(list_option) is not None:
+        out = []
+        for index, item in enumerate(params[list_option]):
+            entry = dict((k, item.get(k)) for k in fields)
+            for name, value in defaults.items():
+                if entry[name] is None:
+                    entry[name] = value
+            out.append((index, entry))
+        return list_option, out
+    if params.get('exclusive'):
+        raise ValidationError('exclusive: needs the %s list (every %s to keep)' % (list_option, what))
+    return None, [(None, dict((k, params.get(k)) for k in fields))]
+
+
 def item_path(params, list_option, index, field):
     """The name of a field for error messages: ``accounts[2].address`` or ``address``."""
     if list_option and index is not None:

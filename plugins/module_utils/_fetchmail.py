@@ -35,7 +35,7 @@ import tempfile
 from ansible_collections.dms.mailserver.plugins.module_utils import _fetchmailrc as rc
 from ansible_collections.dms.mailserver.plugins.module_utils import _getmailrc as grc
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
-from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._common import entries_of, item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._configdir import ConfigDirError, Masker
 
 FETCHMAIL_RELPATH = 'fetchmail.cf'
@@ -109,20 +109,8 @@ def getmail_id(server, username):
 def normalize(params):
     """Validate the options; return (entries, warnings). Raises ValidationError."""
     warnings = []
-    if params.get('fetches') is not None:
-        list_option = 'fetches'
-        raw_entries = []
-        for index, item in enumerate(params['fetches']):
-            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
-            for name in ('state', 'fetcher'):
-                if entry[name] is None:
-                    entry[name] = params[name]
-            raw_entries.append((index, entry))
-    else:
-        list_option = None
-        if params.get('exclusive'):
-            raise v.ValidationError('exclusive: needs the fetches list (every remote mailbox to keep)')
-        raw_entries = [(None, dict((k, params.get(k)) for k in ENTRY_FIELDS))]
+    list_option, raw_entries = entries_of(params, 'fetches', ENTRY_FIELDS, 'remote mailbox',
+                                          defaults={'state': params.get('state'), 'fetcher': params.get('fetcher')})
 
     entries = []
     seen = {}

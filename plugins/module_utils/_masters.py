@@ -18,7 +18,7 @@ Passwords go through the same engine as ``dms_account`` (:mod:`._passwords`).
 from __future__ import annotations
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
-from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._common import entries_of, item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._hashing import split_stored
 from ansible_collections.dms.mailserver.plugins.module_utils._passwords import (
     check_password_options, decide_hashes, require_schemes,
@@ -76,19 +76,7 @@ def read_masters(cfg):
 def normalize(params):
     """Validate the module's options; return (entries, warnings). Raises ValidationError."""
     warnings = []
-    if params.get('masters') is not None:
-        raw_entries = []
-        for index, item in enumerate(params['masters']):
-            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
-            if entry['state'] is None:
-                entry['state'] = params['state']
-            raw_entries.append((index, entry))
-        list_option = 'masters'
-    else:
-        raw_entries = [(None, dict((k, params.get(k)) for k in ENTRY_FIELDS))]
-        list_option = None
-        if params.get('exclusive'):
-            raise v.ValidationError('exclusive: needs the masters list (every master user to keep)')
+    list_option, raw_entries = entries_of(params, 'masters', ENTRY_FIELDS, 'master user')
 
     entries = []
     seen = {}

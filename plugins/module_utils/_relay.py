@@ -36,7 +36,7 @@ import ipaddress
 import re
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
-from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._common import entries_of, item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._configdir import FILES
 
 ENTRY_FIELDS = ('domain', 'host', 'port', 'username', 'password', 'exclude', 'state')
@@ -184,19 +184,7 @@ def normalize(params):
     ``relay_value``, ``creds`` (None = leave, ``set``, ``remove``) and ``creds_value``.
     """
     warnings = []
-    if params.get('relays') is not None:
-        list_option = 'relays'
-        raw_entries = []
-        for index, item in enumerate(params['relays']):
-            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
-            if entry['state'] is None:
-                entry['state'] = params['state']
-            raw_entries.append((index, entry))
-    else:
-        list_option = None
-        if params.get('exclusive'):
-            raise v.ValidationError('exclusive: needs the relays list (every relay entry to keep)')
-        raw_entries = [(None, dict((k, params.get(k)) for k in ENTRY_FIELDS))]
+    list_option, raw_entries = entries_of(params, 'relays', ENTRY_FIELDS, 'relay entry')
 
     entries = []
     seen = {}

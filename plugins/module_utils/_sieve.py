@@ -45,7 +45,7 @@ import subprocess
 import tempfile
 
 from ansible_collections.dms.mailserver.plugins.module_utils import _validate as v
-from ansible_collections.dms.mailserver.plugins.module_utils._common import item_path
+from ansible_collections.dms.mailserver.plugins.module_utils._common import entries_of, item_path
 from ansible_collections.dms.mailserver.plugins.module_utils._configdir import FILES
 
 SUFFIX = '.dovecot.sieve'
@@ -283,19 +283,7 @@ def normalize(params):
     """Validate the options; return (entries, warnings). Raises ValidationError."""
     if params.get('validate') not in VALIDATE:
         _fail('validate', '%s must be one of %s' % (_show(params.get('validate')), ', '.join(VALIDATE)))
-    if params.get('scripts') is not None:
-        list_option = 'scripts'
-        raw_entries = []
-        for index, item in enumerate(params['scripts']):
-            entry = dict((k, item.get(k)) for k in ENTRY_FIELDS)
-            if entry['state'] is None:
-                entry['state'] = params['state']
-            raw_entries.append((index, entry))
-    else:
-        list_option = None
-        if params.get('exclusive'):
-            raise v.ValidationError('exclusive: needs the scripts list (every script to keep)')
-        raw_entries = [(None, dict((k, params.get(k)) for k in ENTRY_FIELDS))]
+    list_option, raw_entries = entries_of(params, 'scripts', ENTRY_FIELDS, 'script')
 
     entries, seen = [], {}
     for index, raw in raw_entries:
